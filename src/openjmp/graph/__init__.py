@@ -1,0 +1,1 @@
+"""Records -> GemNet-OC graphs and batches (pure torch plus vesin)."""

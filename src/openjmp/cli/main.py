@@ -18,6 +18,7 @@ from openjmp.errors import OpenJMPError
 # subcommand name -> module under openjmp.cli that implements it
 SUBCOMMANDS: dict[str, str] = {
     "demo": "demo",
+    "data": "data",
 }
 
 

@@ -59,6 +59,7 @@ class GraphSample:
         energy: () float eV or None; forces: (N, 3) eV/Å or None.
         targets: other per-structure targets, name -> (k,) or () tensor.
         dataset: dataset / task name.
+        stress: (6,) eV/Å³ Voigt (xx, yy, zz, yz, xz, xy) or None.
     """
 
     atomic_numbers: Tensor
@@ -71,6 +72,7 @@ class GraphSample:
     forces: Tensor | None = None
     targets: dict[str, Tensor] = field(default_factory=dict)
     dataset: str = ""
+    stress: Tensor | None = None
 
     @property
     def natoms(self) -> int:
@@ -92,6 +94,7 @@ class Batch:
         energy: (B,) eV or None (None if any sample lacks it); forces: (N, 3) eV/Å or None.
         targets: name -> (B, ...) tensors present in every sample.
         datasets: dataset name of every structure.
+        stress: (B, 6) eV/Å³ Voigt or None (None if any sample lacks it).
     """
 
     atomic_numbers: Tensor
@@ -106,6 +109,7 @@ class Batch:
     forces: Tensor | None = None
     targets: dict[str, Tensor] = field(default_factory=dict)
     datasets: tuple[str, ...] = ()
+    stress: Tensor | None = None
 
     @property
     def num_graphs(self) -> int:
@@ -138,4 +142,5 @@ class Batch:
             forces=mv(self.forces),
             targets={k: mv(v) for k, v in self.targets.items()},  # type: ignore[misc]
             datasets=self.datasets,
+            stress=mv(self.stress),
         )

@@ -1,0 +1,328 @@
+"""YAML file or preset name -> validated config, with ``--set key=value`` overrides.
+
+    cfg = load_config("rmd17-aspirin", "finetune", ["data.train.path=/data/aspirin.npz"])
+    cfg = load_config("my_run.yaml", "pretrain")
+
+A file may start from a preset with ``extends: <preset name>`` (mappings merge, other values
+replace). Override keys are dotted field paths (list entries by number: ``heads.0.pooling``);
+values are YAML scalars or flow collections (``1e-4``, ``true``, ``null``, ``[0.9, 0.95]``).
+YAML is read with YAML 1.2 scalars (``1e-4`` is a float, ``no`` is a string) and duplicate
+keys are an error. Every failure is a `ConfigError` naming the file (or preset) and the field
+path, and the ``--set`` that caused it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from openjmp.config.finetune import FinetuneConfig
+from openjmp.config.presets import Kind, deep_merge, preset_data
+from openjmp.config.pretrain import PretrainConfig
+from openjmp.errors import ConfigError
+
+CONFIG_CLASSES: dict[str, type[BaseModel]] = {
+    "pretrain": PretrainConfig,
+    "finetune": FinetuneConfig,
+}
+
+_BOOL, _INT, _FLOAT = ("tag:yaml.org,2002:" + t for t in ("bool", "int", "float"))
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars and no duplicate keys."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node), 10))
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def parse_yaml_value(text: str) -> Any:
+    """A YAML scalar or flow collection as the config reader reads it."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def read_yaml_text(text: str, label: str) -> dict[str, Any]:
+    """Parse a config document; ConfigError naming ``label`` and the line on failure."""
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{label}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{label}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
+    return data
+
+
+# ---------------------------------------------------------------------------------- overrides
+
+Path_ = tuple[str | int, ...]
+
+
+def parse_override(text: str) -> tuple[Path_, Any]:
+    """``"a.b.0.c=value"`` -> (("a", "b", 0, "c"), parsed value)."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(re.fullmatch(r"[A-Za-z_][\w\-]*|\d+", p) for p in parts):
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value (list entries by number)")
+    try:
+        parsed = parse_yaml_value(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not a YAML scalar ({exc})") from None
+    return tuple(int(p) if p.isdigit() else p for p in parts), parsed
+
+
+def apply_override(data: dict[str, Any], path: Path_, value: Any, text: str) -> None:
+    """Set ``data[path] = value`` in place, creating mappings on the way."""
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            if not isinstance(part, int) or not 0 <= part < len(node):
+                raise ConfigError(
+                    f"--set {text!r}: {_dotted(path[: i + 1])} is not an entry of a {len(node)}-entry list"
+                )
+            node = node[part]
+        elif isinstance(node, dict):
+            if not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ConfigError(f"--set {text!r}: {_dotted(path[:i])} is a value, not a section")
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or not 0 <= last < len(node):
+            raise ConfigError(
+                f"--set {text!r}: {_dotted(path)} is not an entry of a {len(node)}-entry list"
+            )
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {text!r}: {_dotted(path[:-1])} is a value, not a section")
+
+
+# ------------------------------------------------------------------------------ error messages
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc) or "<top level>"
+
+
+def _user_loc(data: Any, loc: Sequence[Any]) -> list[Any]:
+    """The error location as the user wrote it: union tags (head kinds, member types) dropped."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict):
+            if part in node:
+                out.append(part)
+                node = node[part]
+            elif node.get("kind") == part:
+                continue  # discriminator tag
+            else:
+                out.append(part)
+                node = None
+        elif isinstance(node, list) and isinstance(part, int):
+            out.append(part)
+            node = node[part] if 0 <= part < len(node) else None
+        elif node is None and isinstance(part, str | int):
+            out.append(part)
+        else:
+            break  # a scalar: the rest names union members
+    return out
+
+
+def _model_of(annotation: Any, node: Any) -> type[BaseModel] | None:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _model_of(get_args(annotation)[0], node)
+    if origin in (Union, types.UnionType):
+        models = [m for a in get_args(annotation) if (m := _model_of(a, node)) is not None]
+        if len(models) > 1 and isinstance(node, dict):
+            models = [
+                m
+                for m in models
+                if m.model_fields.get("kind") and m.model_fields["kind"].default == node.get("kind")
+            ]
+        return models[0] if len(models) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _allowed_keys(root: type[BaseModel], data: Any, loc: Sequence[Any]) -> list[str]:
+    """Field names of the model at ``loc`` (the mapping holding an unknown key), if found."""
+    model: type[BaseModel] | None = root
+    node = data
+    i = 0
+    while i < len(loc) and model is not None:
+        field = model.model_fields.get(str(loc[i]))
+        if field is None:
+            return []
+        node = node.get(loc[i]) if isinstance(node, dict) else None
+        annotation = field.annotation
+        while get_origin(annotation) in (Union, types.UnionType):  # Optional[list[...]] etc.
+            inner = [a for a in get_args(annotation) if a is not type(None)]
+            if len(inner) != 1:
+                break
+            annotation = inner[0]
+        if get_origin(annotation) in (list, dict) and i + 1 < len(loc):
+            i += 1
+            node = node[loc[i]] if isinstance(node, list | dict) and _has(node, loc[i]) else None
+            annotation = get_args(annotation)[-1]
+        model = _model_of(annotation, node)
+        i += 1
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _has(node: list[Any] | dict[Any, Any], key: Any) -> bool:
+    return key in node if isinstance(node, dict) else isinstance(key, int) and 0 <= key < len(node)
+
+
+def _explain(
+    exc: ValidationError,
+    cls: type[BaseModel],
+    data: dict[str, Any],
+    label: str,
+    overrides: list[tuple[Path_, str]],
+) -> ConfigError:
+    lines: dict[str, list[str]] = {}
+    for err in exc.errors(include_url=False):
+        loc = _user_loc(data, err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(cls, data, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+            if allowed:
+                msg += f"; allowed: {', '.join(allowed)}"
+        elif err["type"] not in ("missing", "value_error", "assertion_error"):
+            msg += f" (got {err.get('input')!r:.80})"
+        for path, text in overrides:
+            n = min(len(path), len(loc))
+            if n and list(path[:n]) == list(loc[:n]):
+                msg += f" [from --set {text}]"
+                break
+        key = _dotted(loc)
+        if msg not in lines.setdefault(key, []):
+            lines[key].append(msg)
+    body = "\n".join(f"  {key}: {' | '.join(msgs)}" for key, msgs in lines.items())
+    return ConfigError(
+        f"{label}: invalid {cls.model_fields['kind'].default} configuration:\n{body}"
+    )
+
+
+# -------------------------------------------------------------------------------------- loading
+
+
+def load_config(
+    source: str | Path, kind: Kind | None = None, overrides: Sequence[str] = ()
+) -> PretrainConfig | FinetuneConfig:
+    """A YAML file or a preset name (for ``kind``) with overrides, validated.
+
+    ``kind`` is the subcommand (pretrain / finetune); when None, a file's ``kind`` key decides.
+    """
+    path = Path(source)
+    if path.is_file():
+        label = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
+        data = read_yaml_text(text, label)
+        file_kind = data.get("kind")
+        if kind is not None and file_kind not in (None, kind):
+            raise ConfigError(f"{label}: kind: {file_kind} file given to 'openjmp {kind}'")
+        kind = kind or file_kind
+        if kind not in CONFIG_CLASSES:
+            raise ConfigError(f"{label}: say 'kind: pretrain' or 'kind: finetune'")
+        base = data.pop("extends", None)
+        if base is not None:
+            if not isinstance(base, str):
+                raise ConfigError(f"{label}: extends: must name a preset, got {base!r}")
+            try:
+                base_data = preset_data(kind, base)[1]
+            except ConfigError as exc:
+                raise ConfigError(f"{label}: extends: {exc}") from None
+            data = deep_merge(base_data, data)
+    else:
+        if kind is None:
+            raise ConfigError(f"{source}: no such file (presets need pretrain or finetune)")
+        if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+            raise ConfigError(f"{source}: no such file")
+        label, data = preset_data(kind, str(source))
+    parsed = [(parse_override(text), text) for text in overrides]
+    for (key, value), text in parsed:
+        apply_override(data, key, value, text)
+    cls = CONFIG_CLASSES[kind]
+    try:
+        return cls.model_validate(data)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise _explain(exc, cls, data, label, [(key, text) for (key, _), text in parsed]) from None
+
+
+def load_pretrain_config(source: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """`load_config` for ``openjmp pretrain``."""
+    return load_config(source, "pretrain", overrides)  # type: ignore[return-value]
+
+
+def load_finetune_config(source: str | Path, overrides: Sequence[str] = ()) -> FinetuneConfig:
+    """`load_config` for ``openjmp finetune``."""
+    return load_config(source, "finetune", overrides)  # type: ignore[return-value]
+
+
+def dump_config(config: BaseModel) -> str:
+    """The full resolved config as YAML (every default written out), to save beside a run."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+__all__ = [
+    "dump_config",
+    "load_config",
+    "load_finetune_config",
+    "load_pretrain_config",
+    "parse_override",
+]

@@ -1,0 +1,135 @@
+"""Graph settings: cutoff, max-neighbour caps and periodicity per dataset, as the JMP authors set them.
+
+A `GraphSpec` says how the four GemNet-OC graphs of one structure are built (see
+:mod:`openjmp.graph.gemnet`). All four graphs share one cutoff in JMP; the caps are
+``(main, a2ee2a, qint, a2a)`` neighbours per target atom, derived from one base ``k`` by the
+authors' GemNet-OC proportions 30 : 20 : 8 : 1000 (`max_neighbors_from_base`).
+
+Sources (authors' code, facebookresearch/JMP): ``tasks/pretrain/module.py`` (oc20, oc22, ani1x,
+transition1x transforms), ``tasks/finetune/{qm9,rmd17,md22,spice,matbench,qmof}.py``.
+MatBench and QMOF cap the neighbours by atom count (> 300 atoms: k=5, > 200 atoms: k=10);
+`graph_spec` applies that rule when given ``natoms``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openjmp.errors import ConfigError
+
+MaxNeighbors = tuple[int, int, int, int]
+"""Caps ``(main, a2ee2a, qint, a2a)``: neighbours kept per target atom in each graph."""
+
+DUMMY_CELL_LENGTH = 1000.0
+"""Å: edge of the cubic cell the authors give molecules so that they collate with crystals."""
+
+
+def max_neighbors_from_base(k: int) -> MaxNeighbors:
+    """The authors' ``MaxNeighbors.from_goc_base_proportions``: ``(k, int(k*20/30), int(k*8/30), int(k*1000/30))``.
+
+    30 -> (30, 20, 8, 1000); 100 -> (100, 66, 26, 3333); 10 -> (10, 6, 2, 333); 5 -> (5, 3, 1, 166).
+    """
+    if k < 1:
+        raise ConfigError(f"max_neighbors base must be >= 1, got {k}")
+    return (k, int(k * 20 / 30), int(k * 8 / 30), int(k * 1000 / 30))
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSpec:
+    """How to build the four GemNet-OC graphs of a structure.
+
+    Attributes:
+        cutoff: Å, radius of every graph (an edge has 0.01 Å < distance <= cutoff).
+        max_neighbors: ``(main, a2ee2a, qint, a2a)`` caps per target atom, nearest first.
+        pbc: use the record's periodicity (its cell and ``pbc`` flags, per axis). False: the
+            structure is treated as a molecule (no images) whatever its cell says.
+        dummy_cell: only with ``pbc=False``; the sample carries a 1000 Å cubic cell (no
+            periodicity) so that it collates with periodic data, as the authors' ANI-1x,
+            Transition-1x, MD22 and SPICE transforms do. False: the sample's cell is zero for
+            molecules (QM9, rMD17) or the record's cell.
+        qint_tags: the quadruplet graph keeps edges whose source or target has one of these tags.
+    """
+
+    cutoff: float
+    max_neighbors: MaxNeighbors
+    pbc: bool
+    dummy_cell: bool = False
+    qint_tags: tuple[int, ...] = (1, 2)
+
+    def __post_init__(self) -> None:
+        if not self.cutoff > 0:
+            raise ConfigError(f"GraphSpec.cutoff must be > 0 Å, got {self.cutoff}")
+        mn = tuple(int(k) for k in self.max_neighbors)
+        if len(mn) != 4:
+            raise ConfigError(
+                f"GraphSpec.max_neighbors must be (main, a2ee2a, qint, a2a), got {self.max_neighbors}"
+            )
+        if min(mn) < 1:
+            raise ConfigError(f"GraphSpec.max_neighbors must all be >= 1, got {mn}")
+        if max(mn[:3]) > mn[3]:
+            raise ConfigError(
+                f"GraphSpec.max_neighbors: the a2a cap {mn[3]} must be >= the main, a2ee2a "
+                f"and qint caps {mn[:3]} (they are sub-selected from a2a)"
+            )
+        if self.dummy_cell and self.pbc:
+            raise ConfigError("GraphSpec: dummy_cell is only for non-periodic graphs (pbc=False)")
+        object.__setattr__(self, "max_neighbors", mn)
+        object.__setattr__(self, "qint_tags", tuple(int(t) for t in self.qint_tags))
+
+    @classmethod
+    def from_base(
+        cls, cutoff: float, k: int, *, pbc: bool, dummy_cell: bool = False
+    ) -> GraphSpec:
+        """Spec with caps `max_neighbors_from_base(k)`."""
+        return cls(cutoff=cutoff, max_neighbors=max_neighbors_from_base(k), pbc=pbc, dummy_cell=dummy_cell)
+
+
+GRAPH_SETTINGS: dict[str, GraphSpec] = {
+    # pre-training
+    "oc20": GraphSpec.from_base(12.0, 30, pbc=True),
+    "oc22": GraphSpec.from_base(12.0, 30, pbc=True),
+    "ani1x": GraphSpec.from_base(8.0, 30, pbc=False, dummy_cell=True),
+    "transition1x": GraphSpec.from_base(8.0, 30, pbc=False, dummy_cell=True),
+    # fine-tuning
+    "rmd17": GraphSpec.from_base(7.0, 100, pbc=False),
+    "qm9": GraphSpec.from_base(8.0, 30, pbc=False),
+    "md22": GraphSpec.from_base(12.0, 30, pbc=False, dummy_cell=True),
+    "spice": GraphSpec.from_base(12.0, 30, pbc=False, dummy_cell=True),
+    "matbench": GraphSpec.from_base(12.0, 30, pbc=True),
+    "qmof": GraphSpec.from_base(19.0, 30, pbc=True),
+}
+"""The reference's graph setting per dataset (before the MatBench/QMOF atom-count caps)."""
+
+_ATOM_COUNT_CAPPED = ("matbench", "qmof")
+
+
+def atom_count_base(natoms: int) -> int:
+    """The authors' MatBench/QMOF base k by atom count: > 300 atoms: 5, > 200 atoms: 10, else 30."""
+    if natoms > 300:
+        return 5
+    if natoms > 200:
+        return 10
+    return 30
+
+
+def graph_spec(name: str, natoms: int | None = None) -> GraphSpec:
+    """The `GraphSpec` of dataset ``name``; for matbench and qmof, capped by ``natoms`` if given.
+
+    MatBench uses the caps only with the authors' ``conditional_max_neighbors=True``, which the
+    released configs (``config/all-jmp-l-configs.py``) set; QMOF always uses them.
+    """
+    try:
+        spec = GRAPH_SETTINGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown graph setting {name!r}; known: {', '.join(sorted(GRAPH_SETTINGS))}"
+        ) from None
+    if natoms is None or name not in _ATOM_COUNT_CAPPED:
+        return spec
+    return GraphSpec(
+        cutoff=spec.cutoff,
+        max_neighbors=max_neighbors_from_base(atom_count_base(natoms)),
+        pbc=spec.pbc,
+        dummy_cell=spec.dummy_cell,
+        qint_tags=spec.qint_tags,
+    )

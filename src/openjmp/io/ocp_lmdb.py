@@ -1,0 +1,307 @@
+"""OC20 / OC22 LMDBs of pickled PyG ``Data`` (S2EF and IS2RE), read without torch_geometric.
+
+Layout (datasets.md §1, §2, §11; jmp-reference.md §4.1): a file ``*.lmdb`` or a directory of
+``*.lmdb`` chunks (each ``subdir=False``), keys ASCII ``"0".."n-1"`` plus an optional
+``b"length"`` (pickled int; else ``env.stat()["entries"]``). Values are pickled PyG ``Data``
+with, per structure of N atoms:
+
+* ``pos`` (N, 3) Å; ``cell`` (1, 3, 3) Å; ``atomic_numbers`` (N,) float32, uint8 or int64;
+  ``tags`` (N,) 0/1/2; ``fixed`` (N,) 0/1 (float or int); ``natoms`` int;
+* S2EF: energy ``y`` (ocp <= 2023) or ``energy`` (fairchem), eV; forces ``force`` or
+  ``forces`` (N, 3) eV/Å. OC20's ``y`` is the adsorption energy; OC22's is the total energy.
+  Entries with only ``y_relaxed`` use it as the energy (as JMP does for OC22).
+* IS2RE: ``y_init`` (energy of the initial structure, taken as the record's energy) and
+  ``y_relaxed`` (kept as the target ``"y_relaxed"``), eV.
+* ``sid``, ``fid``, ``edge_index``, ``cell_offsets``, ``distances``, ``oc22``: read, not used
+  (``oc22`` names the dataset). Extra float scalars become targets (e.g. JMP's fine-tune LMDBs).
+
+``ref_energies`` (OC20's ``oc20_ref.pkl``: ``{"random<sid>": E_ref}``) turns OC20 adsorption
+energies into total energies: ``energy = y + E_ref[sid]``; ``y`` is then kept as the target
+``"adsorption_energy"``. Positions are used as stored (never unwrapped). Units are stored as
+eV, Å, eV/Å and are not converted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openjmp.errors import DataError
+from openjmp.io._common import OnError, array, atomic_numbers, existing, finish, report, scalar
+from openjmp.io.pyg_pickle import loads_pyg, safe_loads
+from openjmp.records import AtomsRecord
+
+__all__ = ["OCPLmdb", "load_ref_energies", "read", "record_from_fields"]
+
+_IGNORED = {
+    "sid",
+    "fid",
+    "natoms",
+    "oc22",
+    "id",
+    "edge_index",
+    "cell_offsets",
+    "distances",
+    "pos_relaxed",
+    "nads",
+    "task_idx",
+    "absolute_idx",
+}
+
+
+def lmdb_files(path: Path) -> list[Path]:
+    """The ``*.lmdb`` files of ``path`` (itself if it is one), in sorted order."""
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.glob("*.lmdb") if p.is_file())
+    if not files:
+        raise DataError(path, None, "no *.lmdb files in this directory")
+    return files
+
+
+_OPEN: dict[str, tuple[int, Any]] = {}
+"""Open environments by file, with the process that opened them (LMDB allows one per process)."""
+
+
+def open_env(path: Path) -> Any:
+    """This process's read-only environment of ``path``, opened on first use.
+
+    An environment inherited through ``fork`` (DataLoader workers) is closed in the child and
+    opened afresh: LMDB handles must not cross processes, and py-lmdb refuses a second open.
+    """
+    import lmdb
+
+    key, pid = str(path.resolve()), os.getpid()
+    held = _OPEN.get(key)
+    if held is not None and held[0] == pid:
+        return held[1]
+    if held is not None:
+        held[1].close()
+    try:
+        env = lmdb.open(
+            key, subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_readers=256
+        )
+    except lmdb.Error as exc:
+        raise DataError(path, None, f"not a readable LMDB file: {exc}") from None
+    _OPEN[key] = (pid, env)
+    return env
+
+
+def close_env(path: Path) -> None:
+    """Close this process's environment of ``path`` if one is open."""
+    held = _OPEN.get(str(path.resolve()))
+    if held is not None and held[0] == os.getpid():
+        held[1].close()
+        del _OPEN[str(path.resolve())]
+
+
+class OCPLmdb:
+    """Random access to a directory of OCP LMDB chunks; environments open lazily per process.
+
+    ``len(db)`` is the total entry count; ``db.fields(i)`` the raw attribute dict of entry
+    ``i``; ``db.locate(i)`` the (file, key) it lives at. Safe to pickle into DataLoader workers.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = existing(path, "LMDB file or directory")
+        self.files = lmdb_files(self.path)
+        lengths = [self._length(i) for i in range(len(self.files))]
+        self.cumulative: list[int] = np.cumsum(lengths).tolist()
+
+    def __len__(self) -> int:
+        return self.cumulative[-1] if self.cumulative else 0
+
+    def _env(self, i: int) -> Any:
+        return open_env(self.files[i])
+
+    def _length(self, i: int) -> int:
+        env = self._env(i)
+        with env.begin() as txn:
+            raw = txn.get(b"length")
+        if raw is None:
+            return int(env.stat()["entries"])
+        try:
+            n = safe_loads(raw)
+        except Exception as exc:
+            raise DataError(self.files[i], "length", f"unreadable 'length' entry: {exc}") from None
+        if isinstance(n, np.ndarray):
+            n = n.item()
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise DataError(self.files[i], "length", f"'length' is not a count: {n!r:.60}")
+        return int(n)
+
+    def locate(self, idx: int) -> tuple[Path, int]:
+        """(file, key within it) of global entry ``idx``."""
+        if not 0 <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for {len(self)} entries")
+        db = bisect.bisect_right(self.cumulative, idx)
+        return self.files[db], idx - (self.cumulative[db - 1] if db else 0)
+
+    def fields(self, idx: int) -> dict[str, Any]:
+        """The unpickled attributes of entry ``idx`` (tensors as numpy arrays)."""
+        file, key = self.locate(idx)
+        env = self._env(self.files.index(file))
+        with env.begin() as txn:
+            raw = txn.get(str(key).encode("ascii"))
+        if raw is None:
+            raise DataError(file, key, "key missing from the LMDB (its 'length' says it exists)")
+        try:
+            return loads_pyg(bytes(raw))
+        except DataError:
+            raise
+        except Exception as exc:  # pickle, struct, EOF ... on corrupt or foreign bytes
+            raise DataError(file, key, f"cannot unpickle the entry: {exc}") from None
+
+    def record(self, idx: int, **opts: Any) -> AtomsRecord:
+        """Entry ``idx`` as an `AtomsRecord` (options as for :func:`record_from_fields`)."""
+        file, key = self.locate(idx)
+        return record_from_fields(self.fields(idx), source=str(file), index=key, **opts)
+
+    def close(self) -> None:
+        """Close this process's environments of these files."""
+        for f in self.files:
+            close_env(f)
+
+
+def load_ref_energies(path: str | Path) -> dict[str, float]:
+    """OC20 per-system reference energies ``{"random<sid>": eV}`` from ``.pkl`` or ``.json``."""
+    p = existing(path, "reference-energy file")
+    try:
+        raw = json.loads(p.read_text()) if p.suffix == ".json" else safe_loads(p.read_bytes())
+    except Exception as exc:
+        raise DataError(p, None, f"cannot read reference energies: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise DataError(p, None, f"expected a mapping sid -> energy, found {type(raw).__name__}")
+    return {str(k): float(np.asarray(v).reshape(())) for k, v in raw.items()}
+
+
+def _first(fields: Mapping[str, Any], *names: str) -> tuple[str | None, Any]:
+    for n in names:
+        if n in fields and fields[n] is not None:
+            return n, fields[n]
+    return None, None
+
+
+def record_from_fields(
+    fields: Mapping[str, Any],
+    *,
+    source: str,
+    index: int | str,
+    dataset: str | None = None,
+    ref_energies: Mapping[str, float] | None = None,
+) -> AtomsRecord:
+    """Build an `AtomsRecord` from the attributes of one OCP ``Data`` entry (see module doc)."""
+    if "atomic_numbers" not in fields or "pos" not in fields:
+        missing = [k for k in ("atomic_numbers", "pos") if k not in fields]
+        raise DataError(source, index, f"entry lacks {missing}; keys are {sorted(fields)}")
+    z = atomic_numbers(fields["atomic_numbers"], source, index)
+    n = len(z)
+    pos = array(fields["pos"], (n, 3), source, index, "pos")
+    cell, pbc = np.zeros((3, 3)), np.zeros(3, bool)
+    if fields.get("cell") is not None:
+        c = np.asarray(fields["cell"])
+        cell = array(c.reshape(3, 3) if c.size == 9 else c, (3, 3), source, index, "cell")
+        pbc = np.full(3, bool(np.any(cell)))
+    if fields.get("pbc") is not None:
+        pbc = array(np.asarray(fields["pbc"]).reshape(-1), (3,), source, index, "pbc") != 0
+    if "natoms" in fields and int(scalar(fields["natoms"], source, index, "natoms")) != n:
+        raise DataError(source, index, f"natoms={fields['natoms']} but {n} atomic numbers")
+    tags = fixed = None
+    if fields.get("tags") is not None:
+        tags = array(np.asarray(fields["tags"]).reshape(-1), (n,), source, index, "tags")
+    if fields.get("fixed") is not None:
+        fixed = array(np.asarray(fields["fixed"]).reshape(-1), (n,), source, index, "fixed") != 0
+
+    targets: dict[str, Any] = {}
+    if "y_init" in fields:  # IS2RE
+        key, energy_raw = "y_init", fields["y_init"]
+    else:
+        key, energy_raw = _first(fields, "energy", "y", "y_relaxed")
+    energy = None if key is None else scalar(energy_raw, source, index, key)
+    if "y_init" in fields and fields.get("y_relaxed") is not None:
+        targets["y_relaxed"] = scalar(fields["y_relaxed"], source, index, "y_relaxed")
+    fkey, f_raw = _first(fields, "forces", "force")
+    forces = None if fkey is None else array(f_raw, (n, 3), source, index, fkey)
+
+    is_oc22 = "oc22" in fields
+    if ref_energies is not None and energy is not None and not is_oc22:
+        if "sid" not in fields:
+            raise DataError(source, index, "ref_energies given but the entry has no sid")
+        sid = f"random{int(scalar(fields['sid'], source, index, 'sid'))}"
+        if sid not in ref_energies:
+            raise DataError(source, index, f"no reference energy for system {sid}")
+        targets["adsorption_energy"] = energy
+        energy = energy + ref_energies[sid]
+
+    used = {"atomic_numbers", "pos", "cell", "pbc", "tags", "fixed", "y_init", "y_relaxed"}
+    used |= {k for k in (key, fkey) if k}
+    for name, value in fields.items():
+        if name in used or name in _IGNORED:
+            continue
+        arr = np.asarray(value) if isinstance(value, np.ndarray | float) else None
+        if arr is not None and arr.dtype.kind == "f" and arr.size == 1:
+            targets[name] = float(arr.reshape(()))
+
+    return AtomsRecord(
+        atomic_numbers=z,
+        positions=pos,
+        cell=cell,
+        pbc=pbc,
+        tags=tags,
+        fixed=fixed,
+        energy=energy,
+        forces=forces,
+        targets=targets,
+        source=source,
+        index=index,
+        dataset=dataset or ("oc22" if is_oc22 else "oc20"),
+    )
+
+
+def read(
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    ref_energies: str | Path | Mapping[str, float] | None = None,
+    validate: bool = True,
+    on_error: OnError = None,
+) -> Iterator[AtomsRecord]:
+    """Records of an OCP LMDB file or directory, in key order (file by file).
+
+    ``dataset`` overrides the name ("oc22" when entries carry ``oc22``, else "oc20");
+    ``ref_energies`` is a path or mapping of OC20 reference energies (module docstring).
+    """
+    db = OCPLmdb(path)
+    refs = load_ref_energies(ref_energies) if isinstance(ref_energies, str | Path) else ref_energies
+    return _iterate(db, dataset, refs, validate, on_error)
+
+
+def _iterate(
+    db: OCPLmdb, dataset: str | None, refs: Any, validate: bool, on_error: OnError
+) -> Iterator[AtomsRecord]:
+    try:
+        for i in range(len(db)):
+            try:
+                rec = db.record(i, dataset=dataset, ref_energies=refs)
+            except DataError as err:
+                report(err, on_error)
+                continue
+            rec = finish(rec, validate=validate, on_error=on_error)
+            if rec is not None:
+                yield rec
+    finally:
+        db.close()
+
+
+def is_ocp_lmdb(path: Path) -> bool:
+    """Whether ``path`` looks like an OCP LMDB (a ``*.lmdb`` file or a directory of them)."""
+    if path.is_file():
+        return path.suffix == ".lmdb"
+    return path.is_dir() and any(path.glob("*.lmdb"))
+

@@ -1,0 +1,302 @@
+"""Load JMP checkpoints safely (authors' Lightning files, plain state dicts, ours) and save ours.
+
+Supported files (a path; nothing is downloaded):
+
+* the authors' pre-training Lightning checkpoints (``jmp-s.pt``, ``jmp-l.pt`` and files built
+  like them): ``state_dict`` in the authors' key naming, ``hyper_parameters`` (pickled objects of
+  the authors' ``jmp`` package, read as inert records, see `openjmp.model.safe_pickle`), and the
+  EMA weights in ``optimizer_states[0]["ema"]``;
+* a plain state dict in the authors' naming (e.g. the parity fixture ``state_dict.pt``);
+* openjmp's own files written by `save_model`.
+
+EMA mapping (authors' ``finetune_state_dict.py``): the EMA tuple follows the state-dict keys in
+order, skipping ``*rbf.offset``, ``*rbf.temps``, ``*.seq_energy_pre.*``, ``task_steps*`` and
+``*scale_factor``. ``seq_energy_pre`` is an alias of ``layers`` in every output block; it takes the
+(EMA) value of ``layers`` here, so both keys always hold the same tensor.
+
+Every failure is a `CheckpointError` naming the file and the problem; nothing in a file is
+executed (pickled globals outside an allow-list are refused before they are called).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from openjmp.errors import CheckpointError, ConfigError
+from openjmp.model.infer_config import infer_backbone_sizes, infer_pretrain_heads, merge_config
+from openjmp.model.jmp_model import PRETRAIN_TASKS, JMPModel, head_from_spec
+from openjmp.model.keymap import authors_to_ours
+from openjmp.model.safe_pickle import PickledObject, UnsafePickleError, safe_torch_load
+from openjmp.model.gemnet_oc.config import GemNetOCConfig
+
+OPENJMP_FORMAT = "openjmp.model"
+OPENJMP_FORMAT_VERSION = 1
+
+LICENCE_NOTICE = (
+    "openjmp: these are the JMP authors' published weights (Shoghi et al., ICLR 2024, "
+    "facebookresearch/JMP), licensed CC-BY-NC 4.0 (Creative Commons Attribution-NonCommercial "
+    "4.0 International, https://creativecommons.org/licenses/by-nc/4.0/): non-commercial use "
+    "only, with attribution."
+)
+
+_SCALE_FILE_NAMES = {"base.pt": "scale_files/small.pt", "small.pt": "scale_files/small.pt", "large.pt": "scale_files/large.pt"}
+
+
+def _ema_skipped(key: str) -> bool:
+    return (
+        key.endswith("rbf.offset")
+        or key.endswith("rbf.temps")
+        or ".seq_energy_pre." in key
+        or key.startswith("task_steps")
+        or key.endswith("scale_factor")
+    )
+
+
+# ---------------------------------------------------------------------------- reading
+def read_checkpoint(path: str | Path) -> Any:
+    """Unpickle ``path`` safely (tensor data memory-mapped when possible)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    try:
+        try:
+            return safe_torch_load(p, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return safe_torch_load(p, mmap=False)  # legacy (non-zip) torch.save format
+    except UnsafePickleError as exc:
+        raise CheckpointError(f"{p}: refused, the file is not safe to load: {exc}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"{p}: not a readable torch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from None
+    except Exception as exc:  # any other unpickling failure of a malformed file
+        raise CheckpointError(f"{p}: cannot read the checkpoint: {type(exc).__name__}: {exc}") from None
+
+
+def _as_mapping(obj: Any) -> dict[str, Any] | None:
+    if isinstance(obj, PickledObject):
+        return obj.fields()
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return None
+
+
+def _tensor_dict(obj: Any, what: str, source: Path) -> dict[str, Tensor]:
+    if not isinstance(obj, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    ):
+        raise CheckpointError(f"{source}: {what} is not a mapping of names to tensors")
+    return dict(obj)
+
+
+def apply_ema(
+    state_dict: Mapping[str, Tensor], ema: Any, source: Path
+) -> dict[str, Tensor]:
+    """Replace the state dict's parameters by the EMA tensors, positionally (module docstring)."""
+    if not isinstance(ema, (tuple, list)) or not all(isinstance(t, Tensor) for t in ema):
+        raise CheckpointError(f"{source}: optimizer_states[0]['ema'] is not a sequence of tensors")
+    keys = [k for k in state_dict if not _ema_skipped(k)]
+    if len(keys) != len(ema):
+        raise CheckpointError(
+            f"{source}: the EMA holds {len(ema)} tensors but the state dict has {len(keys)} "
+            "parameters to map them onto"
+        )
+    out = dict(state_dict)
+    for i, (k, t) in enumerate(zip(keys, ema)):
+        if t.shape != state_dict[k].shape or t.dtype != state_dict[k].dtype:
+            raise CheckpointError(
+                f"{source}: EMA tensor {i} has shape {tuple(t.shape)} {t.dtype} but parameter "
+                f"{k!r} has {tuple(state_dict[k].shape)} {state_dict[k].dtype}"
+            )
+        out[k] = t
+    return out
+
+
+def resolve_aliases(state_dict: Mapping[str, Tensor], source: Path) -> dict[str, Tensor]:
+    """Give every ``.seq_energy_pre.`` key the value of its ``.layers.`` twin (one module)."""
+    out = dict(state_dict)
+    for k in state_dict:
+        if ".seq_energy_pre." in k:
+            twin = k.replace(".seq_energy_pre.", ".layers.")
+            if twin not in state_dict:
+                raise CheckpointError(f"{source}: alias {k!r} has no {twin!r}")
+            out[k] = state_dict[twin]
+    return out
+
+
+def _map_scale_file(path: Any) -> Any:
+    if isinstance(path, (str, Path)) and str(path):
+        name = Path(str(path)).name
+        return _SCALE_FILE_NAMES.get(name, str(path))
+    return path
+
+
+def _authors_tasks(hparams: Mapping[str, Any] | None, n_tasks: int, source: Path) -> list[str]:
+    tasks = hparams.get("tasks") if hparams else None
+    if tasks is None:
+        if n_tasks == len(PRETRAIN_TASKS):
+            return list(PRETRAIN_TASKS)
+        return [f"task{i}" for i in range(n_tasks)]
+    names = []
+    for t in tasks:
+        f = _as_mapping(t)
+        names.append(str(f.get("name")) if f and f.get("name") else str(t))
+    if len(names) != n_tasks:
+        raise CheckpointError(
+            f"{source}: hyper_parameters list {len(names)} tasks but the weights have {n_tasks} heads"
+        )
+    return names
+
+
+# ---------------------------------------------------------------------------- building
+def _check_keys(model: nn.Module, sd: Mapping[str, Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: state dict does not fit the model: {len(missing)} missing key(s) "
+            f"{missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
+        )
+    for k, v in expected.items():
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{source}: wrong architecture: {k!r} has shape {tuple(sd[k].shape)} in the file, "
+                f"{tuple(v.shape)} in the model"
+            )
+
+
+def _build(
+    config: GemNetOCConfig,
+    heads: Mapping[str, Any] | None,
+    tasks: list[str] | None,
+    num_mlps: int,
+    sd: Mapping[str, Tensor],
+    source: Path,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> JMPModel:
+    with torch.device("meta"):
+        if heads is not None:
+            model = JMPModel(config, {n: head_from_spec(s) for n, s in heads.items()})
+        else:
+            model = JMPModel.pretraining(config, tasks or [], num_mlps=num_mlps)
+    _check_keys(model, sd, source)
+    # clone: the file is memory-mapped and holds more than the weights (optimizer moments)
+    model.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True, assign=True)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _from_authors(
+    ck: Mapping[str, Any], source: Path, ema: bool, device: Any, dtype: torch.dtype, plain: bool
+) -> JMPModel:
+    sd = _tensor_dict(ck if plain else ck.get("state_dict"), "state_dict", source)
+    hparams = None if plain else _as_mapping(ck.get("hyper_parameters"))
+    if ema and not plain:
+        opt = ck.get("optimizer_states")
+        state = opt[0] if isinstance(opt, (list, tuple)) and len(opt) == 1 else None
+        if isinstance(state, Mapping) and state.get("ema") is not None:
+            sd = apply_ema(sd, state["ema"], source)
+        else:
+            warnings.warn(f"{source}: no EMA weights in the checkpoint; using its raw weights", stacklevel=3)
+    sd = resolve_aliases(sd, source)
+    declared = _as_mapping(hparams.get("backbone")) if hparams else None
+    if declared is not None and "scale_file" in declared:
+        declared["scale_file"] = _map_scale_file(declared["scale_file"])
+    config = merge_config(infer_backbone_sizes(sd, str(source)), declared, str(source))
+    if config.scale_file and any(
+        k.endswith("scale_factor") and float(v) == 0.0 for k, v in sd.items()
+    ):
+        raise CheckpointError(
+            f"{source}: the config names scale file {config.scale_file!r} but some scale factors "
+            "in the weights are unfitted (0)"
+        )
+    n_tasks, n_lin = infer_pretrain_heads(sd)
+    tasks = _authors_tasks(hparams, n_tasks, source)
+    mapped, _task_steps = authors_to_ours(sd, tasks, source=str(source))
+    model = _build(config, None, tasks, n_lin or 5, mapped, source, device, dtype)
+    if hparams is not None and hparams.get("backbone") is not None:
+        print(LICENCE_NOTICE, file=sys.stderr)
+    return model
+
+
+def _from_openjmp(
+    ck: Mapping[str, Any], source: Path, ema: bool, device: Any, dtype: torch.dtype
+) -> JMPModel:
+    if ck.get("version") != OPENJMP_FORMAT_VERSION:
+        raise CheckpointError(f"{source}: unsupported openjmp checkpoint version {ck.get('version')!r}")
+    try:
+        config = GemNetOCConfig.from_dict(ck["config"], source=str(source))
+    except (ConfigError, KeyError) as exc:
+        raise CheckpointError(f"{source}: bad model config: {exc}") from None
+    key = "ema_state_dict" if ema and ck.get("ema_state_dict") is not None else "state_dict"
+    sd = resolve_aliases(_tensor_dict(ck.get(key), key, source), source)
+    heads = ck.get("heads")
+    if not isinstance(heads, Mapping):
+        raise CheckpointError(f"{source}: missing head specifications")
+    try:
+        return _build(config, heads, None, 0, sd, source, device, dtype)
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    ema: bool = True,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> JMPModel:
+    """Build a `JMPModel` from any supported checkpoint (module docstring), in eval mode.
+
+    ema: use the EMA weights when the file has them (the authors' fine-tuning start point);
+    False: the raw weights. Loading the authors' published weights prints their licence.
+    """
+    source = Path(path)
+    ck = read_checkpoint(source)
+    if not isinstance(ck, Mapping):
+        raise CheckpointError(f"{source}: expected a dict at the top level, got {type(ck).__name__}")
+    if ck.get("format") == OPENJMP_FORMAT:
+        return _from_openjmp(ck, source, ema, device, dtype)
+    if "state_dict" in ck:
+        return _from_authors(ck, source, ema, device, dtype, plain=False)
+    if "embedding.atom_embedding.weight" in ck:
+        return _from_authors(ck, source, ema, device, dtype, plain=True)
+    raise CheckpointError(
+        f"{source}: not a JMP checkpoint (no state_dict, no openjmp model, keys {list(ck)[:5]})"
+    )
+
+
+def save_model(model: JMPModel, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` (config, head specs, weights) to ``path`` atomically; returns the path."""
+    path = Path(path)
+    payload = {
+        "format": OPENJMP_FORMAT,
+        "version": OPENJMP_FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "heads": model.head_specs(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # only left over if the write failed
+    return path
+

@@ -1,0 +1,125 @@
+"""The GemNet-OC backbone: bases, interaction blocks, output blocks and the final MLPs.
+
+Attribute names and registration order follow the authors' ``GemNetOCBackbone`` so that state
+dicts match theirs key for key and in order. The atom embedding lives outside the backbone
+(as in JMP): ``forward`` takes the initial atom features ``h``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from openjmp.model.gemnet_oc.bases import Bases
+from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph
+from openjmp.model.gemnet_oc.interaction_block import InteractionBlock
+from openjmp.model.gemnet_oc.layers import ScaleFactor
+from openjmp.model.gemnet_oc.output_blocks import FinalMLP, OutputBlock
+
+
+@dataclass(frozen=True, slots=True)
+class BackboneOutput:
+    """energy: (N, emb_atom) per-atom features; forces: (E, emb_edge) per-edge features of the
+    symmetrised main graph, or None; V_st (E, 3) unit vectors s -> t; D_st (E,) Å; idx_s, idx_t
+    (E,) main-graph source and target atoms."""
+
+    energy: Tensor | None
+    forces: Tensor | None
+    V_st: Tensor
+    D_st: Tensor
+    idx_s: Tensor
+    idx_t: Tensor
+
+
+class GemNetOCBackbone(nn.Module):
+    """GemNet-OC (Gasteiger et al. 2022) as configured by JMP."""
+
+    def __init__(self, config: GemNetOCConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.num_blocks = c.num_blocks
+        self.regress_energy = c.regress_energy
+        self.regress_forces = c.regress_forces
+        self.direct_forces = c.direct_forces
+
+        self.bases = Bases(c)
+        self.int_blocks = nn.ModuleList([InteractionBlock(c) for _ in range(c.num_blocks)])
+        self.out_blocks = nn.ModuleList(
+            [
+                OutputBlock(
+                    c.emb_size_atom,
+                    c.emb_size_edge,
+                    c.emb_size_rbf,
+                    c.num_atom,
+                    c.num_output_afteratom,
+                    activation=c.activation,
+                    direct_forces=c.direct_forces,
+                    edge_dropout=c.edge_dropout,
+                )
+                for _ in range(c.num_blocks + 1)
+            ]
+        )
+        self.out_mlp_E = FinalMLP(
+            c.emb_size_atom, c.num_blocks, c.num_global_out_layers, c.activation
+        )
+        if c.direct_forces:
+            self.out_mlp_F = FinalMLP(
+                c.emb_size_edge, c.num_blocks, c.num_global_out_layers, c.activation
+            )
+
+    # ------------------------------------------------------------ scale factors
+    def scale_factors(self) -> dict[str, ScaleFactor]:
+        """Every `ScaleFactor`, by module path relative to the backbone, in module order."""
+        return {n: m for n, m in self.named_modules() if isinstance(m, ScaleFactor)}
+
+    @torch.no_grad()
+    def set_scale_factors(self, values: Mapping[str, float | Tensor], *, strict: bool = True) -> None:
+        """Fill scale factors by module path (the authors' scale-file names).
+
+        strict: every factor of the model must be given and every given name must exist.
+        """
+        factors = self.scale_factors()
+        unknown = sorted(set(values) - set(factors))
+        missing = sorted(set(factors) - set(values))
+        if unknown or (strict and missing):
+            raise KeyError(f"scale factors: unknown {unknown}, missing {missing}")
+        for name, value in values.items():
+            factors[name].scale_factor.fill_(float(value))
+
+    def shared_parameters(self) -> list[tuple[str, nn.Parameter, int]]:
+        """(name relative to the backbone, parameter, gradient divisor) of the shared basis
+        projections (see `Bases.shared_parameters`)."""
+        return [(f"bases.{n}", p, f) for n, p, f in self.bases.shared_parameters()]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, h: Tensor, graph: GemNetGraph) -> BackboneOutput:
+        """h (N, emb_atom) initial atom features, ``graph`` the batch's graphs -> `BackboneOutput`."""
+        idx_t = graph.main.edge_index[1]
+        bases = self.bases(h, graph)
+        m = bases.m
+
+        want_f = self.regress_forces
+        xs_e = [self.out_blocks[0].forward_energy(h, m, bases.rbf_out, idx_t)]
+        xs_f = [self.out_blocks[0].forward_forces(m, bases.rbf_out)] if want_f else []
+        for i, block in enumerate(self.int_blocks):
+            h, m = block(h, m, bases, graph)
+            out = self.out_blocks[i + 1]
+            xs_e.append(out.forward_energy(h, m, bases.rbf_out, idx_t))
+            if want_f:
+                xs_f.append(out.forward_forces(m, bases.rbf_out))
+
+        x_f = self.out_mlp_F(torch.cat(xs_f, dim=-1)) if want_f else None
+        x_e = self.out_mlp_E(torch.cat(xs_e, dim=-1)) if self.regress_energy else None
+        return BackboneOutput(
+            energy=x_e,
+            forces=x_f,
+            V_st=graph.main.vector,
+            D_st=graph.main.distance,
+            idx_s=graph.main.edge_index[0],
+            idx_t=idx_t,
+        )

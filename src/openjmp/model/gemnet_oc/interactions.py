@@ -1,0 +1,177 @@
+"""Triplet, quadruplet and pair (atom-atom) interactions of GemNet-OC.
+
+Same parameters and the same mathematics as the authors' ``layers/interaction_block.py`` and
+``layers/efficient.py``, evaluated without zero-padded (edges, max neighbours, ·) tensors: each
+aggregation is a `gather_outer_sum`. The quadruplet sum is factorised through the output
+triplets c->a<-b, because the ``legendre_outer`` basis is a product of a factor of the output
+triplet (cos φ_cab) and a factor of the quadruplet (dihedral θ_cabd):
+
+    sum_q sph[q, (s1, s2)] x[q] = sum_{t in out(e)} Y(φ_t)[s1] * (sum_{q in t} Y(θ_q)[s2] x[q])
+
+so nothing of size (num_quadruplets, ·) beyond the 7-wide basis is ever held.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from openjmp.model.gemnet_oc.bases import QuadBases, TripletBases
+from openjmp.model.gemnet_oc.efficient import EfficientInteractionBilinear
+from openjmp.model.gemnet_oc.graph_inputs import Quadruplets, Triplets
+from openjmp.model.gemnet_oc.layers import INV_SQRT_2, Dense, ScaleFactor
+from openjmp.model.gemnet_oc.segment import gather_outer_sum
+
+
+class TripletInteraction(nn.Module):
+    """Message passing over triplets: input embeddings (edges or atoms) -> output edges or atoms.
+
+    ``symmetric_mp``: the result for edge c->a is (up_ca(x)[c->a] + up_ac(x)[a->c]) / sqrt(2).
+    """
+
+    def __init__(
+        self,
+        emb_size_in: int,
+        emb_size_out: int,
+        emb_size_trip_in: int,
+        emb_size_trip_out: int,
+        emb_size_rbf: int,
+        emb_size_cbf: int,
+        symmetric_mp: bool = True,
+        swap_output: bool = True,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.symmetric_mp = symmetric_mp
+        self.swap_output = swap_output
+        self.dense_ba = Dense(emb_size_in, emb_size_in, activation=activation)
+        self.mlp_rbf = Dense(emb_size_rbf, emb_size_in)
+        self.scale_rbf = ScaleFactor()
+        self.mlp_cbf = EfficientInteractionBilinear(emb_size_trip_in, emb_size_cbf, emb_size_trip_out)
+        self.scale_cbf_sum = ScaleFactor()
+        self.down_projection = Dense(emb_size_in, emb_size_trip_in, activation=activation)
+        self.up_projection_ca = Dense(emb_size_trip_out, emb_size_out, activation=activation)
+        if symmetric_mp:
+            self.up_projection_ac = Dense(emb_size_trip_out, emb_size_out, activation=activation)
+
+    def forward(
+        self,
+        m: Tensor,
+        bases: TripletBases,
+        idx: Triplets,
+        id_swap: Tensor,
+        n_out: int,
+        *,
+        expand_idx: Tensor | None = None,
+        agg2_idx: Tensor | None = None,
+        agg2_size: int | None = None,
+    ) -> Tensor:
+        """m (M, emb_in) -> (n_out or agg2_size, emb_out).
+
+        expand_idx: (E_src,) gathers the input rows first (atom -> a2ee2a edge for a2e).
+        agg2_idx: (n_out,) second aggregation of the output edges onto ``agg2_size`` atoms (e2a).
+        """
+        x_ba = self.dense_ba(m)
+        if expand_idx is not None:
+            x_ba = x_ba.index_select(0, expand_idx)
+        x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases.rad), ref=x_ba)
+        x_ba = self.down_projection(x_ba)  # (E_src, trip_in)
+
+        agg = gather_outer_sum(bases.cir, x_ba, idx.in_, idx.out, n_out)  # (n_out, S, trip_in)
+        agg = bases.rad_w @ agg  # (n_out, emb_cbf, trip_in)
+        if agg2_idx is not None:
+            assert agg2_size is not None
+            agg = agg.new_zeros((agg2_size, *agg.shape[1:])).index_add_(0, agg2_idx, agg)
+        x = self.mlp_cbf(agg)
+        x = self.scale_cbf_sum(x, ref=lambda: x_ba.index_select(0, idx.in_))
+
+        if self.symmetric_mp:
+            x_ca = self.up_projection_ca(x)
+            x_ac = self.up_projection_ac(x).index_select(0, id_swap)
+            return (x_ca + x_ac) * INV_SQRT_2
+        if self.swap_output:
+            x = x.index_select(0, id_swap)
+        return self.up_projection_ca(x)
+
+
+class QuadrupletInteraction(nn.Module):
+    """Message passing over quadruplets d->b->a<-c into the main edges (symmetric)."""
+
+    def __init__(
+        self,
+        emb_size_edge: int,
+        emb_size_quad_in: int,
+        emb_size_quad_out: int,
+        emb_size_rbf: int,
+        emb_size_cbf: int,
+        emb_size_sbf: int,
+        symmetric_mp: bool = True,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.symmetric_mp = symmetric_mp
+        self.dense_db = Dense(emb_size_edge, emb_size_edge, activation=activation)
+        self.mlp_rbf = Dense(emb_size_rbf, emb_size_edge)
+        self.scale_rbf = ScaleFactor()
+        self.mlp_cbf = Dense(emb_size_cbf, emb_size_quad_in)
+        self.scale_cbf = ScaleFactor()
+        self.mlp_sbf = EfficientInteractionBilinear(emb_size_quad_in, emb_size_sbf, emb_size_quad_out)
+        self.scale_sbf_sum = ScaleFactor()
+        self.down_projection = Dense(emb_size_edge, emb_size_quad_in, activation=activation)
+        self.up_projection_ca = Dense(emb_size_quad_out, emb_size_edge, activation=activation)
+        if symmetric_mp:
+            self.up_projection_ac = Dense(emb_size_quad_out, emb_size_edge, activation=activation)
+
+    def forward(self, m: Tensor, bases: QuadBases, idx: Quadruplets, id_swap: Tensor) -> Tensor:
+        """m (E, emb_edge) -> (E, emb_edge)."""
+        num_edges = m.shape[0]
+        x_db = self.dense_db(m)
+        x_db = self.scale_rbf(x_db * self.mlp_rbf(bases.rad), ref=x_db)
+        x_db = self.down_projection(x_db)  # (E, quad_in)
+
+        x_db = x_db.index_select(0, idx.triplet_in_in)  # (T_in, quad_in)
+        x_db = self.scale_cbf(x_db * self.mlp_cbf(bases.cir), ref=x_db)
+
+        num_trip_out = idx.triplet_out_out.shape[0]
+        s = bases.sph_theta.shape[1]
+        # per output triplet: sum over its quadruplets of Y(θ) ⊗ x -> (T_out, S, quad_in)
+        z = gather_outer_sum(
+            bases.sph_theta, x_db, idx.trip_in_to_quad, idx.trip_out_to_quad, num_trip_out
+        )
+        # per main edge: sum over its output triplets of Y(φ) ⊗ z -> (E, S, S * quad_in)
+        w = gather_outer_sum(bases.sph_phi, z.reshape(num_trip_out, -1), None, idx.triplet_out_out, num_edges)
+        w = w.reshape(num_edges, s * s, -1)  # index l_φ * S + l_θ
+        x = self.mlp_sbf(bases.rad_w @ w)  # (E, quad_out)
+        x = self.scale_sbf_sum(x, ref=lambda: x_db.index_select(0, idx.trip_in_to_quad))
+
+        if self.symmetric_mp:
+            x_ca = self.up_projection_ca(x)
+            x_ac = self.up_projection_ac(x).index_select(0, id_swap)
+            return (x_ca + x_ac) * INV_SQRT_2
+        return self.up_projection_ca(x)
+
+
+class PairInteraction(nn.Module):
+    """Atom-to-atom message passing over the a2a graph: h (N, A) -> (N, A)."""
+
+    def __init__(
+        self,
+        emb_size_atom: int,
+        emb_size_pair_in: int,
+        emb_size_pair_out: int,
+        emb_size_rbf: int,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.bilinear = Dense(emb_size_rbf * emb_size_pair_in, emb_size_pair_out)
+        self.scale_rbf_sum = ScaleFactor()
+        self.down_projection = Dense(emb_size_atom, emb_size_pair_in, activation=activation)
+        self.up_projection = Dense(emb_size_pair_out, emb_size_atom, activation=activation)
+
+    def forward(self, h: Tensor, rad: Tensor, edge_index: Tensor) -> Tensor:
+        """h (N, A), rad (E_a2a, emb_rbf), edge_index (2, E_a2a) -> (N, A)."""
+        num_atoms = h.shape[0]
+        x_b = self.down_projection(h)  # (N, pair_in)
+        agg = gather_outer_sum(rad, x_b, edge_index[0], edge_index[1], num_atoms)
+        h_out = self.bilinear(agg.reshape(num_atoms, -1))
+        h_out = self.scale_rbf_sum(h_out, ref=lambda: x_b.index_select(0, edge_index[0]))
+        return self.up_projection(h_out)

@@ -1,0 +1,152 @@
+"""GemNet-OC layer primitives: ScaledSiLU, Dense, ResidualLayer and ScaleFactor.
+
+Attribute names (``linear``, ``dense_mlp``, ``scale_factor``) are the authors', because
+checkpoint keys are built from them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from openjmp.errors import CheckpointError
+from openjmp.model.gemnet_oc.init import he_orthogonal_
+
+INV_SQRT_2 = 1 / math.sqrt(2.0)
+_SILU_SCALE = 1 / 0.6
+
+
+class ScaledSiLU(nn.Module):
+    """SiLU(x) / 0.6, which keeps unit variance for unit-variance Gaussian input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x) * _SILU_SCALE
+
+
+def make_activation(name: str | None) -> nn.Module:
+    """The authors' activation names -> module (``None`` -> identity)."""
+    if name is None:
+        return nn.Identity()
+    key = name.lower()
+    if key in ("scaled_silu", "scaled_swish"):
+        return ScaledSiLU()
+    if key in ("silu", "swish"):
+        return nn.SiLU()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class Dense(nn.Module):
+    """Bias-free linear layer (he-orthogonal init) followed by an optional activation.
+
+    (..., in_features) -> (..., out_features).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.activation = make_activation(activation)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        he_orthogonal_(self.linear.weight)
+        if self.linear.bias is not None:
+            nn.init.zeros_(self.linear.bias)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.linear.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.linear(x))
+
+
+class ResidualLayer(nn.Module):
+    """x -> (x + Dense(Dense(x))) / sqrt(2), both Dense of size ``units`` with the activation."""
+
+    def __init__(self, units: int, n_layers: int = 2, activation: str | None = None) -> None:
+        super().__init__()
+        self.dense_mlp = nn.Sequential(
+            *[Dense(units, units, activation=activation) for _ in range(n_layers)]
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x + self.dense_mlp(x)) * INV_SQRT_2
+
+
+RefLike = Tensor | Callable[[], Tensor] | None
+
+
+class ScaleFactor(nn.Module):
+    """Multiply by a fitted constant; ``scale_factor`` is a 0-d buffer, 0 meaning "not fitted"
+    (identity), as in the authors' checkpoints.
+
+    While `observe` is active the module accumulates the statistics of the authors' fitting
+    procedure: the mean over features of the variance over rows of the (scaled) output, and of
+    ``ref`` (a tensor, or a callable returning one so that large gathered tensors are built
+    only while fitting), both weighted by the number of output rows.
+    """
+
+    scale_factor: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale_factor", torch.tensor(0.0))
+        self._stats: dict[str, float] | None = None
+        self._register_load_state_dict_pre_hook(self._check_consistency)
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.scale_factor.item() != 0.0)
+
+    def forward(self, x: Tensor, *, ref: RefLike = None) -> Tensor:
+        if self.scale_factor.is_meta or self.fitted:
+            x = x * self.scale_factor
+        if self._stats is not None:
+            self._observe(x, ref)
+        return x
+
+    # ---------------------------------------------------------------- fitting
+    def start_observing(self) -> None:
+        self._stats = {"variance_in": 0.0, "variance_out": 0.0, "n_samples": 0.0}
+
+    def stop_observing(self) -> dict[str, float]:
+        stats = self._stats
+        self._stats = None
+        if stats is None:
+            raise RuntimeError("ScaleFactor.stop_observing() without start_observing()")
+        return stats
+
+    @torch.no_grad()
+    def _observe(self, x: Tensor, ref: RefLike) -> None:
+        assert self._stats is not None
+        n = x.shape[0]
+        self._stats["variance_out"] += torch.var(x.detach(), dim=0).mean().item() * n
+        if ref is None:
+            self._stats["variance_in"] += n
+        else:
+            r = ref() if callable(ref) else ref
+            self._stats["variance_in"] += torch.var(r.detach(), dim=0).mean().item() * n
+        self._stats["n_samples"] += n
+
+    # ------------------------------------------------------------- loading
+    def _check_consistency(self, state_dict, prefix, *args) -> None:  # noqa: ANN001
+        key = prefix + "scale_factor"
+        if key not in state_dict or self.scale_factor.is_meta or not self.fitted:
+            return
+        new = state_dict[key]
+        if not torch.allclose(self.scale_factor, new.to(self.scale_factor)):
+            raise CheckpointError(
+                f"scale factor {key}: the model was built with {self.scale_factor.item()!r} "
+                f"but the state dict holds {float(new)!r}; build the model with the checkpoint's "
+                f"own scale factors (or none) instead"
+            )

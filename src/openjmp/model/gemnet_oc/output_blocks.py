@@ -1,0 +1,117 @@
+"""Atom update, output blocks and the final MLPs of GemNet-OC (authors' parameter names).
+
+``OutputBlock.seq_energy_pre`` is the same module object as ``OutputBlock.layers``, so both key
+sets appear in state dicts, as in the authors' checkpoints.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from openjmp.model.gemnet_oc.layers import INV_SQRT_2, Dense, ResidualLayer, ScaleFactor
+
+
+def residual_mlp(units_in: int, units: int, n_hidden: int, activation: str | None) -> nn.ModuleList:
+    """[Dense(units_in -> units) if the sizes differ] + n_hidden residual layers of size units."""
+    mlp: list[nn.Module] = []
+    if units_in != units:
+        mlp.append(Dense(units_in, units, activation=activation))
+    mlp += [ResidualLayer(units, activation=activation) for _ in range(n_hidden)]
+    return nn.ModuleList(mlp)
+
+
+def run_sequence(layers: nn.ModuleList, x: Tensor) -> Tensor:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def aggregate_edges(m: Tensor, rbf_emb: Tensor, idx_atom: Tensor, num_atoms: int) -> Tensor:
+    """sum over edges s->t of m_st * rbf_emb_st onto atom t: (E, F), (E, F), (E,) -> (N, F)."""
+    x = m * rbf_emb
+    return x.new_zeros(num_atoms, x.shape[1]).index_add_(0, idx_atom, x)
+
+
+class AtomUpdateBlock(nn.Module):
+    """h_t = MLP(scale(sum_{s->t} m_st * Dense(rbf_st))): edges (E, emb_edge) -> atoms (N, emb_atom)."""
+
+    def __init__(
+        self,
+        emb_size_atom: int,
+        emb_size_edge: int,
+        emb_size_rbf: int,
+        n_hidden: int,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.dense_rbf = Dense(emb_size_rbf, emb_size_edge)
+        self.scale_sum = ScaleFactor()
+        self.layers = residual_mlp(emb_size_edge, emb_size_atom, n_hidden, activation)
+
+    def forward(self, h: Tensor, m: Tensor, rbf: Tensor, idx_atom: Tensor) -> Tensor:
+        x = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
+        x = self.scale_sum(x, ref=m)
+        return run_sequence(self.layers, x)
+
+
+class OutputBlock(AtomUpdateBlock):
+    """Per-block output: atom features x_E (N, emb_atom) and, with direct forces, edge
+    features x_F (E, emb_edge)."""
+
+    def __init__(
+        self,
+        emb_size_atom: int,
+        emb_size_edge: int,
+        emb_size_rbf: int,
+        n_hidden: int,
+        n_hidden_afteratom: int,
+        activation: str | None = None,
+        direct_forces: bool = True,
+        edge_dropout: float | None = None,
+    ) -> None:
+        super().__init__(emb_size_atom, emb_size_edge, emb_size_rbf, n_hidden, activation)
+        self.direct_forces = direct_forces
+        self.edge_dropout = edge_dropout
+        self.seq_energy_pre = self.layers  # alias, as in the authors' checkpoints
+        self.seq_energy2 = (
+            residual_mlp(emb_size_atom, emb_size_atom, n_hidden_afteratom, activation)
+            if n_hidden_afteratom >= 1
+            else None
+        )
+        if direct_forces:
+            self.scale_rbf_F = ScaleFactor()
+            self.seq_forces = residual_mlp(emb_size_edge, emb_size_edge, n_hidden, activation)
+            self.dense_rbf_F = Dense(emb_size_rbf, emb_size_edge)
+
+    def forward_energy(self, h: Tensor, m: Tensor, rbf: Tensor, idx_atom: Tensor) -> Tensor:
+        """(N, emb_atom) atom output of this block."""
+        x_e = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
+        if self.training and self.edge_dropout:
+            # the authors' compensation for edges removed by edge dropout (training only)
+            x_e = x_e / (1 - self.edge_dropout)
+        x_e = self.scale_sum(x_e, ref=m)
+        x_e = run_sequence(self.layers, x_e)
+        if self.seq_energy2 is not None:
+            x_e = run_sequence(self.seq_energy2, (x_e + h) * INV_SQRT_2)
+        return x_e
+
+    def forward_forces(self, m: Tensor, rbf: Tensor) -> Tensor:
+        """(E, emb_edge) edge output of this block (direct forces only)."""
+        x_f = run_sequence(self.seq_forces, m)
+        return self.scale_rbf_F(x_f * self.dense_rbf_F(rbf), ref=x_f)
+
+
+class FinalMLP(nn.Module):
+    """Dense(emb * (num_blocks + 1) -> emb) and residual layers, on the concatenated block outputs."""
+
+    def __init__(
+        self, emb_size: int, num_blocks: int, num_global_out_layers: int, activation: str | None
+    ) -> None:
+        super().__init__()
+        self.out_mlp = nn.Sequential(
+            Dense(emb_size * (num_blocks + 1), emb_size, activation=activation),
+            *[ResidualLayer(emb_size, activation=activation) for _ in range(num_global_out_layers)],
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out_mlp(x)

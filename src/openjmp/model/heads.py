@@ -1,0 +1,134 @@
+"""Output heads on the GemNet-OC backbone features.
+
+* `EnergyHead` / `ScalarHead`: per-atom MLP on the backbone's atom features (N, emb_atom),
+  pooled per structure (sum, mean or max). Energies in eV when trained on eV.
+* `DirectForceHead`: per-edge MLP on the backbone's edge features (E, emb_edge) giving a scalar
+  f_st, times the unit vector V_st (source -> target), summed onto the target atom: (N, 3) eV/Å.
+* `GradientForceHead`: F = -dE/dpositions of a named energy head (conservative forces).
+
+The MLPs are the authors' ``Base.mlp``: ``nn.Sequential`` of Linear and activation layers,
+[emb] * num_mlps -> num_outputs, the last Linear without bias when it has one output; PyTorch's
+default Linear initialisation (as the authors' heads).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from openjmp.model.gemnet_oc.layers import make_activation
+
+Pooling = Literal["sum", "mean", "max"]
+
+
+def mlp(
+    dims: list[int],
+    activation: str | None = "scaled_silu",
+    *,
+    bias: bool = True,
+    no_bias_scalar: bool = True,
+) -> nn.Sequential:
+    """Linear(d0, d1), act, Linear(d1, d2), act, ..., Linear(d_{n-1}, d_n) (authors' ``mlp``)."""
+    if len(dims) < 2:
+        raise ValueError("mlp needs at least an input and an output size")
+    layers: list[nn.Module] = []
+    for i in range(len(dims) - 1):
+        out = dims[i + 1]
+        layers.append(nn.Linear(dims[i], out, bias=bias and not (no_bias_scalar and out == 1)))
+        if i < len(dims) - 2:
+            layers.append(make_activation(activation))
+    return nn.Sequential(*layers)
+
+
+def pool(x: Tensor, batch: Tensor, num_graphs: int, reduction: Pooling) -> Tensor:
+    """(N, k) per-atom values -> (B, k) per structure by sum, mean or max."""
+    out = x.new_zeros(num_graphs, x.shape[1])
+    if reduction == "sum":
+        return out.index_add_(0, batch, x)
+    if reduction == "mean":
+        counts = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
+        return out.index_add_(0, batch, x) / counts[:, None]
+    if reduction == "max":
+        idx = batch[:, None].expand_as(x)
+        return out.scatter_reduce(0, idx, x, reduce="amax", include_self=False)
+    raise ValueError(f"unknown pooling {reduction!r}; use sum, mean or max")
+
+
+class EnergyHead(nn.Module):
+    """Per-atom MLP, pooled per structure: atom features (N, A) -> (B,) (or (B, k))."""
+
+    input_kind = "atom"
+
+    def __init__(
+        self,
+        emb_size: int,
+        *,
+        num_mlps: int = 5,
+        num_outputs: int = 1,
+        pooling: Pooling = "sum",
+        bias: bool = True,
+        activation: str | None = "scaled_silu",
+    ) -> None:
+        super().__init__()
+        if pooling not in ("sum", "mean", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}; use sum, mean or max")
+        self.pooling: Pooling = pooling
+        self.num_outputs = num_outputs
+        self.mlp = mlp([emb_size] * num_mlps + [num_outputs], activation, bias=bias)
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        y = pool(self.mlp(x), batch, num_graphs, self.pooling)
+        return y[:, 0] if self.num_outputs == 1 else y
+
+
+class ScalarHead(EnergyHead):
+    """Graph-level scalar property (QM9, MatBench, QMOF): same computation as `EnergyHead`."""
+
+
+class DirectForceHead(nn.Module):
+    """F_t = sum_{s->t} MLP(x_st) * V_st: edge features (E, F) -> forces (N, 3)."""
+
+    input_kind = "edge"
+
+    def __init__(
+        self,
+        emb_size: int,
+        *,
+        num_mlps: int = 5,
+        bias: bool = True,
+        activation: str | None = "scaled_silu",
+    ) -> None:
+        super().__init__()
+        self.mlp = mlp([emb_size] * num_mlps + [1], activation, bias=bias)
+
+    def forward(self, x: Tensor, v_st: Tensor, idx_t: Tensor, num_atoms: int) -> Tensor:
+        f_st = self.mlp(x) * v_st  # (E, 3)
+        return f_st.new_zeros(num_atoms, 3).index_add_(0, idx_t, f_st)
+
+
+class GradientForceHead(nn.Module):
+    """F = -d(sum of energy head ``energy``)/d positions (eV/Å); no parameters."""
+
+    input_kind = "gradient"
+
+    def __init__(self, energy: str) -> None:
+        super().__init__()
+        self.energy = energy
+
+    def extra_repr(self) -> str:
+        return f"energy={self.energy!r}"
+
+
+def gradient_forces(
+    energy: Tensor, pos: Tensor, *, create_graph: bool, retain_graph: bool | None = None
+) -> Tensor:
+    """-dE/dpos for per-structure energies (B,) and positions (N, 3) -> (N, 3).
+
+    With ``create_graph`` the forces stay differentiable (training on forces).
+    """
+    (grad,) = torch.autograd.grad(
+        energy.sum(), pos, create_graph=create_graph, retain_graph=retain_graph
+    )
+    return -grad

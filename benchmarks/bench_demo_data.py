@@ -32,7 +32,9 @@ def run(scale: float, workers: int, keep: Path | None) -> None:
         for name, s in doc["sets"].items():
             nbytes = sum(f["bytes"] for f in s["files"].values())
             total_bytes += nbytes
-            print(f"{name:<20}{s['counts']['structures']:>11}{nbytes / 1e6:>9.2f}{s['seconds']:>8.1f}")
+            print(
+                f"{name:<20}{s['counts']['structures']:>11}{nbytes / 1e6:>9.2f}{s['seconds']:>8.1f}"
+            )
         print(f"{'total':<20}{'':>11}{total_bytes / 1e6:>9.2f}{wall:>8.1f}")
 
 

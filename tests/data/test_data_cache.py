@@ -16,7 +16,8 @@ import pytest
 import torch
 from ase.build import molecule
 
-from openjmp.data.cache import RecordStore, StoreWriter, write_store
+from openjmp.data.cache import RecordStore
+from openjmp.data.cache_writer import StoreWriter, write_store
 from openjmp.errors import DataError
 from openjmp.records import AtomsRecord
 
@@ -38,7 +39,11 @@ def _records(n: int = 7) -> list[AtomsRecord]:
                 energy=None if i == 2 else -10.0 * i - 0.123456789012,
                 forces=None if i in (0, 4) else rng.normal(size=(k, 3)),
                 stress=rng.normal(size=6) if i == 3 else None,
-                targets={"gap": 0.5 * i, "metal": i % 2 == 0, **({"dipole": rng.normal(size=3)} if i > 1 else {})},
+                targets={
+                    "gap": 0.5 * i,
+                    "metal": i % 2 == 0,
+                    **({"dipole": rng.normal(size=3)} if i > 1 else {}),
+                },
                 source=f"file{i % 2}.xyz",
                 index=i if i % 3 else f"key-{i}",
                 dataset="demo" if i < 5 else "other",
@@ -115,7 +120,9 @@ def test_atomic_write_and_overwrite(tmp_path) -> None:
 def test_inconsistent_targets_and_bad_paths(tmp_path) -> None:
     recs = _records(3)
     bad = recs[2].replace(targets={"gap": np.ones(2)})
-    with pytest.raises(DataError, match="target 'gap' is float64 \\(2,\\) here but float64 \\(\\) before"):
+    with pytest.raises(
+        DataError, match="target 'gap' is float64 \\(2,\\) here but float64 \\(\\) before"
+    ):
         write_store([recs[0], bad], tmp_path / "x")
     with pytest.raises(DataError, match="not an openjmp record cache"):
         RecordStore(tmp_path)
@@ -145,3 +152,37 @@ def test_pickled_store_and_dataloader_workers(tmp_path) -> None:
     got = sorted(loader, key=lambda t: t[0])
     assert [g[2] for g in got] == [r.index for r in recs]
     np.testing.assert_allclose([g[1] for g in got], [r.positions.sum() for r in recs])
+
+
+_KILL_SCRIPT = """
+import sys, time
+import numpy as np
+from openjmp.data.cache_writer import StoreWriter
+from openjmp.records import AtomsRecord
+w = StoreWriter(sys.argv[1])
+for i in range(50):
+    w.add(AtomsRecord(atomic_numbers=[1, 1], positions=np.eye(2, 3) * (i + 1), energy=float(i)))
+w.finish()
+print("ready", flush=True)
+time.sleep(60)
+w.commit()
+"""
+
+
+def test_sigkill_leaves_no_cache(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    dest = tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILL_SCRIPT, str(dest)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"  # everything written, not yet committed
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not dest.exists()
+    with pytest.raises(DataError, match="not an openjmp record cache"):
+        RecordStore(dest)
+    assert len(write_store(_records(2), dest)) == 2  # a later conversion is not disturbed

@@ -48,14 +48,18 @@ def test_rmd17_950_50_rest() -> None:
     _eq(rmd17_split(100_000), {"train": o[:950], "val": o[950:1000], "test": o[1000:]})
     o = _authors_order(20)
     _eq(rmd17_split(20, train=12, val=3), {"train": o[:12], "val": o[12:15], "test": o[15:]})
-    with pytest.raises(DataError, match="the rMD17 split needs at least 1000 records, the data has 20"):
+    with pytest.raises(
+        DataError, match="the rMD17 split needs at least 1000 records, the data has 20"
+    ):
         rmd17_split(20)
 
 
 def test_md22_train_sizes() -> None:
     o = _authors_order(6102)  # buckyball-catcher: train_size 600, val int(0.05 * 600) = 30
     _eq(md22_split(6102, 600), {"train": o[:570], "val": o[570:600], "test": o[600:]})
-    split = make_splits("md22", list(range(6102)), np.ones(6102), source="raw/md22_buckyball-catcher.npz")
+    split = make_splits(
+        "md22", list(range(6102)), np.ones(6102), source="raw/md22_buckyball-catcher.npz"
+    )
     _eq(split["default"], {"train": o[:570], "val": o[570:600], "test": o[600:]})
     with pytest.raises(DataError, match="unknown MD22 molecule 'mystery'"):
         make_splits("md22", list(range(10)), np.ones(10), source="md22_mystery.npz")
@@ -68,7 +72,9 @@ def test_qm9_110831_10000_10000() -> None:
     assert [len(v) for v in parts.values()] == [110_831, 10_000, 10_000]
 
 
-@pytest.mark.parametrize("n,sizes", [(33_850, (27_080, 3_385, 3_385)), (1_300, (1_040, 130, 130)), (7, (5, 2, 0))])
+@pytest.mark.parametrize(
+    "n,sizes", [(33_850, (27_080, 3_385, 3_385)), (1_300, (1_040, 130, 130)), (7, (5, 2, 0))]
+)
 def test_fraction_split_rounding(n, sizes) -> None:
     o = _authors_order(n)
     a, b = sizes[0], sizes[0] + sizes[1]
@@ -98,14 +104,20 @@ def test_matbench_folds_then_90_10() -> None:
 def test_matbench_folds_file_beside_the_data(tmp_path) -> None:
     ids = [f"mb-t-{i}" for i in range(1, 11)]
     folds = {"fold_0": {"train": ids[:8], "test": ids[8:]}}
-    (tmp_path / "matbench_v0.1_validation.json").write_text(json.dumps({"splits": {"matbench_t": folds}}))
+    (tmp_path / "matbench_v0.1_validation.json").write_text(
+        json.dumps({"splits": {"matbench_t": folds}})
+    )
     split = make_splits("matbench_t", ids, np.ones(10), source=tmp_path / "matbench_t.json.gz")
     assert list(split) == ["fold_0"] and split["fold_0"]["test"].tolist() == [8, 9]
     labels = np.array([True, False] * 5)
     with pytest.raises(DataError, match="record matbench_u: no folds for this task"):
         make_splits("matbench_u", ids, np.ones(10), source=tmp_path / "matbench_u.json.gz")
-    (tmp_path / "other").mkdir()  # no folds file: generated as matbench did, stratified for booleans
-    gen = make_splits("matbench_u", ids, np.ones(10), source=tmp_path / "other" / "matbench_u.json", labels=labels)
+    (
+        tmp_path / "other"
+    ).mkdir()  # no folds file: generated as matbench did, stratified for booleans
+    gen = make_splits(
+        "matbench_u", ids, np.ones(10), source=tmp_path / "other" / "matbench_u.json", labels=labels
+    )
     assert list(gen) == [f"fold_{k}" for k in range(5)]
     for parts in gen.values():  # stratified: each test fold has one of each class
         assert sorted(labels[parts["test"]].tolist()) == [False, True]
@@ -149,3 +161,15 @@ def test_save_load_and_oc(tmp_path) -> None:
         _eq(back[name], s[name])
     oc = make_splits("oc22", list(range(4)), np.ones(4))
     _eq(oc["default"], {"train": np.arange(4)})
+
+
+def test_rmd17_official_index_files(tmp_path) -> None:
+    (tmp_path / "rmd17" / "npz_data").mkdir(parents=True)
+    (tmp_path / "rmd17" / "splits").mkdir()
+    (tmp_path / "rmd17" / "splits" / "index_train_02.csv").write_text("5\n3\n9\n")
+    (tmp_path / "rmd17" / "splits" / "index_test_02.csv").write_text("1\n0\n")
+    src = tmp_path / "rmd17" / "npz_data" / "rmd17_uracil.npz"
+    split = make_splits("rmd17", list(range(12)), np.ones(12), source=src, official=2)["default"]
+    _eq(split, {"train": np.array([5, 3, 9]), "test": np.array([1, 0])})
+    with pytest.raises(DataError, match="index_train_03.csv: unreadable rMD17 split file"):
+        make_splits("rmd17", list(range(12)), np.ones(12), source=src, official=3)

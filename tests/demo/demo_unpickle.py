@@ -73,7 +73,9 @@ def load_from_bytes(b: bytes) -> _Storage:
     return obj
 
 
-def rebuild_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
+def rebuild_tensor(
+    storage: _Storage, offset: int, size: tuple, stride: tuple, *_: Any
+) -> np.ndarray:
     a = storage.array
     if len(size) == 0:
         return a[offset].copy()

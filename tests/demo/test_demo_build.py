@@ -37,7 +37,11 @@ def test_manifest_describes_the_corpus(demo_corpus: Path, demo_manifest: dict) -
         assert s["counts"]["structures"] > 0
         assert s["files"] and all(rel.startswith(f"{name}/") for rel in s["files"])
         theory = s["level_of_theory"]
-        assert ("EMT" in theory) if name in ("oc20_like", "oc22_like", "matbench_like") else ("GFN2-xTB" in theory)
+        assert (
+            ("EMT" in theory)
+            if name in ("oc20_like", "oc22_like", "matbench_like")
+            else ("GFN2-xTB" in theory)
+        )
     assert verify_manifest(demo_corpus / "manifest.json") == []
     # nothing left over from the atomic writes
     assert not [p.name for p in demo_corpus.iterdir() if p.name.startswith(".")]
@@ -55,7 +59,9 @@ def test_checksums_catch_a_changed_file(demo_corpus: Path, tmp_path: Path) -> No
     assert problems and "index_train_01.csv" in problems[0]
 
 
-def test_labels_do_not_depend_on_worker_count(demo_corpus: Path, demo_manifest: dict, tmp_path: Path) -> None:
+def test_labels_do_not_depend_on_worker_count(
+    demo_corpus: Path, demo_manifest: dict, tmp_path: Path
+) -> None:
     """One worker reproduces the 2-worker files byte for byte (MD amplifies any change)."""
     sets = ["rmd17_like", "ani1x_like"]
     path = make_demo(tmp_path / "one", scale=0.05, seed=0, progress=False, workers=1, sets=sets)
@@ -77,7 +83,9 @@ def one_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build, "SETS", {"matbench_like": build.SETS["matbench_like"]})
 
 
-def test_second_call_does_nothing(one_set: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_second_call_does_nothing(
+    one_set: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = make_demo(tmp_path, scale=0.01, seed=3, progress=False, workers=0)
     before = first.read_bytes()
 
@@ -108,6 +116,14 @@ def test_damaged_corpus_is_rebuilt(one_set: None, tmp_path: Path) -> None:
     assert json.loads(manifest.read_text())["sets"]["matbench_like"]["files"] == files
 
 
+def test_stale_work_directories_are_removed(one_set: None, tmp_path: Path) -> None:
+    stale = tmp_path / ".matbench_like.tmp-999999"
+    stale.mkdir()
+    (stale / "partial.json.gz").write_bytes(b"")
+    make_demo(tmp_path, scale=0.01, seed=3, progress=False, workers=0)
+    assert not stale.exists()
+
+
 def test_failed_write_leaves_no_manifest_and_no_partial_set(
     one_set: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,10 +133,18 @@ def test_failed_write_leaves_no_manifest_and_no_partial_set(
         (directory / "half-written.json.gz").write_bytes(b"\x1f\x8b")
         raise OSError("disk full")
 
-    monkeypatch.setitem(build.SETS, "matbench_like", spec.__class__(**{**spec.__dict__, "write": broken_write}))
+    monkeypatch.setitem(
+        build.SETS, "matbench_like", spec.__class__(**{**spec.__dict__, "write": broken_write})
+    )
     with pytest.raises(OSError, match="disk full"):
         make_demo(tmp_path, scale=0.01, seed=3, progress=False, workers=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_output_path_must_be_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        make_demo(tmp_path / "file", progress=False)
 
 
 @pytest.mark.parametrize(

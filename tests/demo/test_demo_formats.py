@@ -59,7 +59,18 @@ def test_oc20_lmdb_layout_and_labels(demo_corpus: Path, split: str) -> None:
     assert len(entries) > 0 and len(natoms) == len(entries)
     refs = pickle.loads((root / "oc20_ref.pkl").read_bytes())
     for e, n in zip(entries, natoms, strict=True):
-        assert set(e) == {"pos", "cell", "atomic_numbers", "natoms", "tags", "fixed", "force", "y", "sid", "fid"}
+        assert set(e) == {
+            "pos",
+            "cell",
+            "atomic_numbers",
+            "natoms",
+            "tags",
+            "fixed",
+            "force",
+            "y",
+            "sid",
+            "fid",
+        }
         assert e["natoms"] == n == len(e["atomic_numbers"])
         assert e["pos"].dtype == np.float32 and e["pos"].shape == (n, 3)
         assert e["cell"].dtype == np.float32 and e["cell"].shape == (1, 3, 3)
@@ -105,7 +116,9 @@ def test_lmdb_loads_in_real_torch(demo_corpus: Path) -> None:
 
     class U(pickle.Unpickler):
         def find_class(self, module: str, name: str):
-            return Stub if module.startswith("torch_geometric") else super().find_class(module, name)
+            return (
+                Stub if module.startswith("torch_geometric") else super().find_class(module, name)
+            )
 
     path = demo_corpus / "oc22_like" / "s2ef-total" / "val_id" / "data.0000.lmdb"
     env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
@@ -220,7 +233,13 @@ def test_qm9_xyz_layout_and_units(demo_corpus: Path, demo_manifest: dict) -> Non
     assert mu == pytest.approx(float(np.linalg.norm(p.dipole)), abs=1e-5)
     # free-atom references of the same level beside the tarball
     ref_rows = [ln.split() for ln in (root / "atomref.txt").read_text().splitlines()]
-    assert {r[0] for r in ref_rows if r and r[0] in {"H", "C", "N", "O", "F"}} == {"H", "C", "N", "O", "F"}
+    assert {r[0] for r in ref_rows if r and r[0] in {"H", "C", "N", "O", "F"}} == {
+        "H",
+        "C",
+        "N",
+        "O",
+        "F",
+    }
 
 
 def test_rmd17_npz_layout_and_units(demo_corpus: Path, demo_manifest: dict) -> None:
@@ -238,7 +257,9 @@ def test_rmd17_npz_layout_and_units(demo_corpus: Path, demo_manifest: dict) -> N
     np.testing.assert_allclose(data["forces"][3] * (kcal / mol), p.forces, atol=1e-4)
     train = np.loadtxt(root / "splits" / "index_train_01.csv", dtype=int)
     test = np.loadtxt(root / "splits" / "index_test_01.csv", dtype=int)
-    assert len(train) and len(test) and not set(train) & set(test) and max(train.max(), test.max()) < f
+    assert (
+        len(train) and len(test) and not set(train) & set(test) and max(train.max(), test.max()) < f
+    )
 
 
 def test_matbench_json_and_folds(demo_corpus: Path, demo_manifest: dict) -> None:
@@ -290,3 +311,48 @@ def test_matbench_json_and_folds(demo_corpus: Path, demo_manifest: dict) -> None
         assert folds[f"fold_{k}"]["train"] == [ids[i] for i in tr]
         seen += folds[f"fold_{k}"]["test"]
     assert sorted(seen) == ids
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array(3.5, dtype=np.float64),  # 0-d tensor
+        np.arange(12, dtype=np.int32).reshape(3, 4)[:, ::2],  # non-contiguous view
+        np.array([True, False, True]),
+        np.zeros((0, 3), dtype=np.float32),  # empty
+        np.array([1, 6, 8], dtype=np.uint8),
+    ],
+)
+def test_pyg_pickle_tensors_round_trip(array: np.ndarray) -> None:
+    """Writer output decodes identically with the torch-free reader and with real torch."""
+    from openjmp.data.demo.writers.pyg_pickle import dumps_pyg1_data
+
+    raw = dumps_pyg1_data({"x": array, "n": 3, "y": -1.25, "name": "a"})
+    fields = loads_pyg(raw)
+    assert fields["n"] == 3 and fields["y"] == -1.25 and fields["name"] == "a"
+    assert fields["x"].dtype == array.dtype and fields["x"].shape == array.shape
+    np.testing.assert_array_equal(fields["x"], array)
+    torch = pytest.importorskip("torch")  # a core dependency: present wherever openjmp runs
+
+    class Stub:
+        def __setstate__(self, state: dict) -> None:
+            self.__dict__.update(state)
+
+    class U(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if module.startswith("torch_geometric"):
+                return Stub
+            return super().find_class(module, name)
+
+    t = U(io.BytesIO(raw)).load().x
+    assert isinstance(t, torch.Tensor) and tuple(t.shape) == array.shape
+    np.testing.assert_array_equal(t.numpy(), array)
+
+
+def test_pyg_pickle_refuses_unsupported_values() -> None:
+    from openjmp.data.demo.writers.pyg_pickle import dumps_pyg1_data
+
+    with pytest.raises(TypeError, match="field 'bad'"):
+        dumps_pyg1_data({"bad": [1, 2]})
+    with pytest.raises(TypeError, match="no torch storage type"):
+        dumps_pyg1_data({"c": np.array([1j])})

@@ -37,7 +37,12 @@ def xtb(atoms: Atoms) -> float:
 
 
 def check_fd(
-    atoms: Atoms, forces: np.ndarray, energy: Callable[[Atoms], float], h: float, tol: float, n: int = 4
+    atoms: Atoms,
+    forces: np.ndarray,
+    energy: Callable[[Atoms], float],
+    h: float,
+    tol: float,
+    n: int = 4,
 ) -> None:
     """Finite-difference forces on the ``n`` atoms with the largest stored force."""
     forces = np.asarray(forces, dtype=float)

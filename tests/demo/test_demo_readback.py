@@ -79,16 +79,20 @@ def test_oc20_total_energy_through_the_reference_file(demo_corpus: Path) -> None
 def test_molecular_readers_convert_to_ev(demo_corpus: Path) -> None:
     """ANI-1x (Hartree), Transition-1x (eV) and rMD17 (kcal/mol) all come back in eV."""
     from ase import Atoms
+    from ase.units import kcal, mol
 
     from openjmp.data.demo.xtb import xtb_single_point
-
-    from ase.units import kcal, mol
 
     jmp_kcal = (1 / 23.061) / (kcal / mol)  # reader's kcal/mol factor over the writer's
     checks = [
         (read_all(demo_corpus / "ani1x_like" / "ani1x-release.h5", "ani1x")[0], 1.0),
         (read_all(demo_corpus / "transition1x_like" / "transition1x.h5", "transition1x")[0], 1.0),
-        (read_all(demo_corpus / "rmd17_like" / "rmd17" / "npz_data" / "rmd17_ethanol.npz", "md_npz")[0], jmp_kcal),
+        (
+            read_all(
+                demo_corpus / "rmd17_like" / "rmd17" / "npz_data" / "rmd17_ethanol.npz", "md_npz"
+            )[0],
+            jmp_kcal,
+        ),
     ]
     for rec, factor in checks:
         p = xtb_single_point(Atoms(numbers=rec.atomic_numbers, positions=rec.positions))

@@ -29,7 +29,9 @@ def _crystal(seed: int = 0, reps: tuple[int, int, int] = (1, 1, 1)) -> AtomsReco
     rng = np.random.default_rng(seed)
     cell = np.array([[3.1, 0.2, 0.0], [0.4, 2.9, 0.1], [0.2, 0.3, 3.3]])
     frac = np.array([[0.0, 0.0, 0.0], [0.48, 0.52, 0.47]]) + rng.normal(0, 0.02, (2, 3))
-    shifts = np.array([[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])])
+    shifts = np.array(
+        [[i, j, k] for i in range(reps[0]) for j in range(reps[1]) for k in range(reps[2])]
+    )
     frac_all = (frac[None] + shifts[:, None]).reshape(-1, 3)
     return AtomsRecord(
         atomic_numbers=[14, 8] * len(shifts),
@@ -52,9 +54,18 @@ def _per_target_distances(sample) -> list[list[float]]:
 
 
 def test_collate_offsets_and_labels() -> None:
-    mol = AtomsRecord(atomic_numbers=[8, 1, 1], positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], energy=-2.0, forces=np.ones((3, 3)), targets={"q": 0.5})
+    mol = AtomsRecord(
+        atomic_numbers=[8, 1, 1],
+        positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]],
+        energy=-2.0,
+        forces=np.ones((3, 3)),
+        targets={"q": 0.5},
+    )
     crystal = _crystal().replace(forces=np.zeros((2, 3)), targets={"q": 1.5, "only_here": 2.0})
-    samples = [build_graph_sample(r, graph_spec("oc20") if r.pbc.any() else graph_spec("ani1x")) for r in (mol, crystal, mol)]
+    samples = [
+        build_graph_sample(r, graph_spec("oc20") if r.pbc.any() else graph_spec("ani1x"))
+        for r in (mol, crystal, mol)
+    ]
     b = collate(samples)
     assert b.natoms.tolist() == [3, 2, 3] and b.num_graphs == 3 and b.num_atoms == 8
     assert b.batch.tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
@@ -66,7 +77,9 @@ def test_collate_offsets_and_labels() -> None:
         for i, s in enumerate(samples):
             pieces.append(s.edges[name].index + start[i])
         assert torch.equal(b.edges[name].index, torch.cat(pieces, 1))
-        assert torch.equal(b.edges[name].cell_offset, torch.cat([s.edges[name].cell_offset for s in samples]))
+        assert torch.equal(
+            b.edges[name].cell_offset, torch.cat([s.edges[name].cell_offset for s in samples])
+        )
         src_struct = b.batch[b.edges[name].index[0]]
         assert torch.equal(src_struct, b.batch[b.edges[name].index[1]])  # no cross-structure edge
     assert b.energy.tolist() == [-2.0, 1.0, -2.0]
@@ -84,7 +97,10 @@ def test_unit_vector_points_from_source_to_target() -> None:
     s = build_graph_sample(rec, graph_spec("ani1x"))
     d, v = _geometry(s)
     src, tgt = s.edges["a2a"].index
-    expected = torch.as_tensor(np.array(rec.positions))[tgt] - torch.as_tensor(np.array(rec.positions))[src]
+    expected = (
+        torch.as_tensor(np.array(rec.positions))[tgt]
+        - torch.as_tensor(np.array(rec.positions))[src]
+    )
     assert torch.allclose(v * d[:, None], expected)
     assert torch.allclose(d, torch.full_like(d, 0.8))
 
@@ -105,7 +121,9 @@ def test_gradcheck_positions_and_cell() -> None:
     es = b.edges["main"]
     pos = b.pos.clone().requires_grad_(True)
     cell = b.cell.clone().requires_grad_(True)
-    w = torch.randn(es.num_edges, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(
+        es.num_edges, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
 
     def f(p, c):
         d, v = edge_vectors(p, c, b.batch, es)
@@ -146,13 +164,17 @@ def test_translation_rotation_and_periodic_images() -> None:
     base = build_graph_sample(rec, SPEC)
     d0, v0 = _geometry(base)
     # Translation: same edges, same vectors.
-    moved = build_graph_sample(rec.replace(positions=rec.positions + np.array([0.3, -0.7, 1.1])), SPEC)
+    moved = build_graph_sample(
+        rec.replace(positions=rec.positions + np.array([0.3, -0.7, 1.1])), SPEC
+    )
     d1, v1 = _geometry(moved)
     assert torch.equal(moved.edges["a2a"].index, base.edges["a2a"].index)
     assert torch.allclose(d1, d0, atol=1e-12) and torch.allclose(v1, v0, atol=1e-12)
     # Rotation of positions and cell: same distances, rotated unit vectors.
     rot = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
-    turned = build_graph_sample(rec.replace(positions=rec.positions @ rot.T, cell=rec.cell @ rot.T), SPEC)
+    turned = build_graph_sample(
+        rec.replace(positions=rec.positions @ rot.T, cell=rec.cell @ rot.T), SPEC
+    )
     d2, v2 = _geometry(turned)
     assert torch.equal(turned.edges["a2a"].index, base.edges["a2a"].index)
     assert torch.allclose(d2, d0, atol=1e-12)

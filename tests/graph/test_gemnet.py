@@ -83,9 +83,9 @@ def test_slab_graph_rules_labels_and_cell() -> None:
     assert not bool(both_sub.any()) and qint.num_edges > 0
     deg = torch.bincount(sample.edges["a2a"].index[1], minlength=28)
     assert sample.edges["main"].num_edges == int(deg.clamp(max=12).sum())
-    assert torch.equal(sample.cell, torch.as_tensor(rec.cell))
+    assert torch.equal(sample.cell, torch.tensor(np.array(rec.cell)))
     assert sample.energy.item() == -3.5 and sample.energy.dtype == torch.float64
-    assert torch.equal(sample.forces, torch.as_tensor(rec.forces))
+    assert torch.equal(sample.forces, torch.tensor(np.array(rec.forces)))
     assert sample.stress.tolist() == list(range(6))
     assert sample.targets["y_relaxed"].item() == 1.25 and sample.targets["n"].item() == 3
     assert sample.dataset == "oc20"
@@ -167,6 +167,9 @@ def test_dropout_never_empties_a_structure() -> None:
     rec = AtomsRecord(atomic_numbers=[1, 1], positions=[[0, 0, 0], [0, 0, 0.74]])
     for seed in range(5):
         s = build_graph_sample(
-            rec, graph_spec("ani1x"), edge_dropout=0.999, generator=torch.Generator().manual_seed(seed)
+            rec,
+            graph_spec("ani1x"),
+            edge_dropout=0.999,
+            generator=torch.Generator().manual_seed(seed),
         )
         assert s.edges["a2a"].num_edges == 2 and s.edges["main"].num_edges == 2

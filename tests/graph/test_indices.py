@@ -10,12 +10,14 @@ all edge pairs / triples with the definitions of the authors' ``get_triplets``,
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import numpy as np
 import pytest
 import torch
 
+from openjmp.graph.batch import EdgeSet
 from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
 from openjmp.graph.geometry import edge_vectors
@@ -42,7 +44,9 @@ def batch_and_indices():
         tags=[0, 1],
     )
     rng = np.random.default_rng(4)
-    mol = AtomsRecord(atomic_numbers=[6, 1, 1, 1, 8], positions=rng.uniform(0, 2.5, (5, 3)), tags=[0, 0, 0, 2, 0])
+    mol = AtomsRecord(
+        atomic_numbers=[6, 1, 1, 1, 8], positions=rng.uniform(0, 2.5, (5, 3)), tags=[0, 0, 0, 2, 0]
+    )
     samples = [build_graph_sample(r, spec) for r in (one, two, mol)]
     batch = collate(samples)
     return batch, build_indices(batch)
@@ -99,7 +103,10 @@ def test_e2e_triplets(batch_and_indices) -> None:
     _, ind = batch_and_indices
     main = _edges(ind.main)
     want = {
-        (i, o) for o in range(len(main)) for i in range(len(main)) if main[i][1] == main[o][1] and i != o
+        (i, o)
+        for o in range(len(main))
+        for i in range(len(main))
+        if main[i][1] == main[o][1] and i != o
     }
     trip = ind.trip_e2e
     got = list(zip(trip.in_.tolist(), trip.out.tolist()))
@@ -133,15 +140,8 @@ def test_mixed_triplets(batch_and_indices) -> None:
     assert ind.trip_a2e.out.shape == ind.trip_e2a.out.shape
 
 
-def test_quadruplets(batch_and_indices) -> None:
-    _, ind = batch_and_indices
-    main, qint = _edges(ind.main), _edges(ind.qint)
-    assert len(qint) < ind.a2ee2a.num_edges  # tags 0 removed some edges
-    q = ind.quad
-    t_in = set(zip(q.triplet_in.in_.tolist(), q.triplet_in.out.tolist()))
-    t_out = set(zip(q.triplet_out.in_.tolist(), q.triplet_out.out.tolist()))
-    assert t_in == _mixed(main, qint, to_outedge=True)
-    assert t_out == _mixed(qint, main, to_outedge=False)
+def _brute_quadruplets(main, qint) -> set[tuple[int, int, int]]:
+    """(edge d->b, qint edge b->a, edge c->a) with b != c, d != a and c != d as images."""
     want = set()
     for ca, (c, a, o_ca) in enumerate(main):
         for ba, (b, a2, o_ba) in enumerate(qint):
@@ -153,6 +153,24 @@ def test_quadruplets(batch_and_indices) -> None:
                 if d == c and _add(o_db, o_ba) == o_ca:
                     continue
                 want.add((db, ba, ca))
+    return want
+
+
+def _quadruplet_rows(q) -> list[tuple[int, int, int]]:
+    tin_in, tin_out = q.triplet_in.in_[q.trip_in_to_quad], q.triplet_in.out[q.trip_in_to_quad]
+    return list(zip(tin_in.tolist(), tin_out.tolist(), q.out.tolist()))
+
+
+def test_quadruplets(batch_and_indices) -> None:
+    _, ind = batch_and_indices
+    main, qint = _edges(ind.main), _edges(ind.qint)
+    assert len(qint) < ind.a2ee2a.num_edges  # tags 0 removed some edges
+    q = ind.quad
+    t_in = set(zip(q.triplet_in.in_.tolist(), q.triplet_in.out.tolist()))
+    t_out = set(zip(q.triplet_out.in_.tolist(), q.triplet_out.out.tolist()))
+    assert t_in == _mixed(main, qint, to_outedge=True)
+    assert t_out == _mixed(qint, main, to_outedge=False)
+    want = _brute_quadruplets(main, qint)
     tin_in, tin_out = q.triplet_in.in_[q.trip_in_to_quad], q.triplet_in.out[q.trip_in_to_quad]
     tout_in, tout_out = q.triplet_out.in_[q.trip_out_to_quad], q.triplet_out.out[q.trip_out_to_quad]
     assert torch.equal(tin_out, tout_in), "input and output triplet must share the qint edge"
@@ -164,7 +182,10 @@ def test_quadruplets(batch_and_indices) -> None:
 
 def test_target_neighbor_idx_and_counts(batch_and_indices) -> None:
     batch, ind = batch_and_indices
-    for es, idx in ((ind.a2a, ind.a2a_target_neighbor_idx), (ind.a2ee2a, ind.a2ee2a_target_neighbor_idx)):
+    for es, idx in (
+        (ind.a2a, ind.a2a_target_neighbor_idx),
+        (ind.a2ee2a, ind.a2ee2a_target_neighbor_idx),
+    ):
         _check_agg(es.index[1], idx)
     assert ind.a2a is batch.edges["a2a"] and ind.num_atoms == batch.num_atoms
     c = ind.counts()
@@ -176,6 +197,26 @@ def test_unsorted_graph_is_refused(batch_and_indices) -> None:
     batch, _ = batch_and_indices
     a2a = batch.edges["a2a"]
     flipped = type(a2a)(a2a.index.flip(1), a2a.cell_offset.flip(0))
-    bad = type(batch)(**{**{f: getattr(batch, f) for f in batch.__slots__}, "edges": {**batch.edges, "a2a": flipped}})
+    bad = type(batch)(
+        **{
+            **{f: getattr(batch, f) for f in batch.__slots__},
+            "edges": {**batch.edges, "a2a": flipped},
+        }
+    )
     with pytest.raises(ValueError, match="sorted by target"):
         build_indices(bad)
+
+
+def test_no_input_triplet_at_all() -> None:
+    # Hand-made graphs (as edge dropout can leave them): two leaves 0 and 1 point at atom 2 in
+    # main and qint. Every input triplet d->b->a would return to a, so there is none, while
+    # output triplets c->2<-b exist. No quadruplet; nothing may fail.
+    rec = AtomsRecord(atomic_numbers=[1, 1, 6], positions=[[1.0, 0, 0], [-1.0, 0.1, 0], [0, 0, 0]])
+    sample = build_graph_sample(rec, GraphSpec(cutoff=4.0, max_neighbors=(5, 4, 3, 10), pbc=False))
+    into_center = EdgeSet(torch.tensor([[0, 1], [2, 2]]), torch.zeros(2, 3, dtype=torch.long))
+    sample = dataclasses.replace(sample, edges=dict.fromkeys(sample.edges, into_center))
+    ind = build_indices(collate([sample]))
+    q = ind.quad
+    assert q.triplet_in.in_.numel() == 0 and q.triplet_out.in_.numel() == 2
+    assert q.out.numel() == 0 == len(_brute_quadruplets(_edges(ind.main), _edges(ind.qint)))
+    assert ind.main.num_edges == 4 and ind.trip_e2e.in_.numel() == 2

@@ -45,8 +45,8 @@ def test_random_cells_match_oracle(seed, oracle_pairs, make_cell) -> None:
     n = int(rng.integers(1, 7))
     frac = rng.random((n, 3))
     pos = frac @ np.where(pbc[:, None] | cell.any(1, keepdims=True), cell, np.eye(3) * 3)
-    if seed % 2 == 1:  # unwrapped: whole lattice vectors along periodic axes
-        pos = pos + (rng.integers(-2, 3, (n, 3)) * pbc) @ cell
+    if seed % 2 == 1:  # unwrapped: whole lattice vectors along periodic axes, then translated
+        pos = pos + (rng.integers(-2, 3, (n, 3)) * pbc) @ cell + rng.normal(0.0, 5.0, 3)
     cutoff = float(rng.uniform(3.0, 6.0))
     _check(pos, cell, pbc, cutoff, oracle_pairs)
 
@@ -87,7 +87,9 @@ def test_full_list_is_symmetric() -> None:
     p = candidate_pairs(pos, cell, np.ones(3, bool), 7.0)
     fwd = {
         (s, t, *o): d
-        for s, t, o, d in zip(p.source.tolist(), p.target.tolist(), p.offset.tolist(), p.distance.tolist())
+        for s, t, o, d in zip(
+            p.source.tolist(), p.target.tolist(), p.offset.tolist(), p.distance.tolist()
+        )
     }
     for (s, t, *o), d in fwd.items():
         rev = (t, s, *(-x for x in o))

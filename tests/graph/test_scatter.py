@@ -41,11 +41,23 @@ def test_gradients() -> None:
     assert torch.allclose(src.grad, (1 + 1 / counts[index])[:, None].expand_as(src))
     src.grad = None
     segment_max(src, index, 7).sum().backward()
-    assert torch.equal(src.grad.sum(0), torch.full((4,), float(len(index.unique())), dtype=torch.float64))
+    assert torch.equal(
+        src.grad.sum(0), torch.full((4,), float(len(index.unique())), dtype=torch.float64)
+    )
 
 
 def test_ragged_helpers() -> None:
     assert ragged_arange(torch.tensor([1, 4, 0, 2])).tolist() == [0, 0, 1, 2, 3, 0, 1]
-    assert inner_index(torch.tensor([0, 0, 0, 1, 1, 1, 1, 3, 3]), 4).tolist() == [0, 1, 2, 0, 1, 2, 3, 0, 1]
+    assert inner_index(torch.tensor([0, 0, 0, 1, 1, 1, 1, 3, 3]), 4).tolist() == [
+        0,
+        1,
+        2,
+        0,
+        1,
+        2,
+        3,
+        0,
+        1,
+    ]
     owner, item = gather_segments(torch.tensor([5, 0, 2]), torch.tensor([2, 0, 3]))
     assert owner.tolist() == [0, 0, 2, 2, 2] and item.tolist() == [5, 6, 2, 3, 4]

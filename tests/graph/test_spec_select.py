@@ -31,7 +31,11 @@ def test_base_proportions() -> None:
 def test_reference_settings() -> None:
     s = GRAPH_SETTINGS
     for name in ("oc20", "oc22"):
-        assert (s[name].cutoff, s[name].max_neighbors, s[name].pbc) == (12.0, (30, 20, 8, 1000), True)
+        assert (s[name].cutoff, s[name].max_neighbors, s[name].pbc) == (
+            12.0,
+            (30, 20, 8, 1000),
+            True,
+        )
     for name in ("ani1x", "transition1x"):
         assert (s[name].cutoff, s[name].pbc, s[name].dummy_cell) == (8.0, False, True)
     assert (s["rmd17"].cutoff, s["rmd17"].max_neighbors, s["rmd17"].dummy_cell) == (

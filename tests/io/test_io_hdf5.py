@@ -13,7 +13,15 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from writers import HARTREE, emt_label, molecule_frames, work_ratio, write_ani1x, write_spice, write_t1x
+from writers import (
+    HARTREE,
+    emt_label,
+    molecule_frames,
+    work_ratio,
+    write_ani1x,
+    write_spice,
+    write_t1x,
+)
 
 from openjmp.errors import DataError
 from openjmp.io import detect_format, read_records
@@ -25,7 +33,9 @@ def ethanol():
 
 
 def test_ani1x_units_sign_and_ids(tmp_path, ethanol) -> None:
-    path = write_ani1x(tmp_path / "ani1x-release.h5", {"C2H6O": ethanol, "H2O": molecule_frames("H2O", 2)})
+    path = write_ani1x(
+        tmp_path / "ani1x-release.h5", {"C2H6O": ethanol, "H2O": molecule_frames("H2O", 2)}
+    )
     assert detect_format(path) == "ani1x"
     recs = list(read_records(path))
     eth = [r for r in recs if r.index.startswith("C2H6O/")]
@@ -61,7 +71,9 @@ def test_ani1x_malformed_groups(tmp_path, ethanol) -> None:
         g["coordinates"] = np.zeros((2, 4, 3), np.float32)  # wrong atom count
         g["wb97x_dz.energy"] = np.zeros(2)
         g["wb97x_dz.forces"] = np.zeros((2, 5, 3), np.float32)
-    with pytest.raises(DataError, match=r"record CH4: coordinates has shape \(2, 4, 3\), expected \(C, 5, 3\)"):
+    with pytest.raises(
+        DataError, match=r"record CH4: coordinates has shape \(2, 4, 3\), expected \(C, 5, 3\)"
+    ):
         list(read_records(path))
     bad = tmp_path / "not.h5"
     bad.write_bytes(b"\x00" * 64)
@@ -90,10 +102,14 @@ def test_transition1x_groups_and_units(tmp_path, ethanol) -> None:
 
 
 def test_transition1x_broken_reaction(tmp_path, ethanol) -> None:
-    path = write_t1x(tmp_path / "t.h5", {"C2H6O": {"rxn0001": ethanol}}, {"train": [("C2H6O", "rxn0001")]})
+    path = write_t1x(
+        tmp_path / "t.h5", {"C2H6O": {"rxn0001": ethanol}}, {"train": [("C2H6O", "rxn0001")]}
+    )
     with h5py.File(path, "a") as f:
         del f["data/C2H6O/rxn0001/wB97x_6-31G(d).forces"]
-    with pytest.raises(DataError, match=r"record train/C2H6O/rxn0001: missing dataset 'wB97x_6-31G\(d\).forces'"):
+    with pytest.raises(
+        DataError, match=r"record train/C2H6O/rxn0001: missing dataset 'wB97x_6-31G\(d\).forces'"
+    ):
         list(read_records(path))
 
 
@@ -117,7 +133,9 @@ def test_spice_unknown_units_and_missing_gradient(tmp_path, ethanol) -> None:
     path = write_spice(tmp_path / "s.h5", {"m": ethanol})
     with h5py.File(path, "a") as f:
         f["m/conformations"].attrs["units"] = "nanometer"
-    with pytest.raises(DataError, match="record m: conformations has unsupported units 'nanometer'"):
+    with pytest.raises(
+        DataError, match="record m: conformations has unsupported units 'nanometer'"
+    ):
         list(read_records(path))
     path = write_spice(tmp_path / "t.h5", {"m": ethanol})
     with h5py.File(path, "a") as f:

@@ -35,7 +35,12 @@ from openjmp.io.matbench import mbids
 
 def test_matbench_structures_targets_ids(tmp_path) -> None:
     structs = bulk_structures(12)
-    path = write_matbench(tmp_path / "matbench_jdft2d.json.gz", structs, [float(i) for i in range(12)], "exfoliation_en")
+    path = write_matbench(
+        tmp_path / "matbench_jdft2d.json.gz",
+        structs,
+        [float(i) for i in range(12)],
+        "exfoliation_en",
+    )
     assert detect_format(path) == "matbench"
     recs = list(read_records(path))
     assert [r.index for r in recs][:2] == ["mb-jdft2d-01", "mb-jdft2d-02"]
@@ -46,7 +51,9 @@ def test_matbench_structures_targets_ids(tmp_path) -> None:
         np.testing.assert_allclose(r.cell, a.cell.array)
         assert r.pbc.all() and r.dataset == "matbench_jdft2d" and r.energy is None
     assert recs[5].targets == {"exfoliation_en": 5.0}
-    flags = write_matbench(tmp_path / "matbench_mp_is_metal.json", structs[:2], [True, False], "is_metal")
+    flags = write_matbench(
+        tmp_path / "matbench_mp_is_metal.json", structs[:2], [True, False], "is_metal"
+    )
     assert [r.targets["is_metal"] for r in read_records(flags)] == [True, False]
 
 
@@ -54,7 +61,10 @@ def test_matbench_bad_rows(tmp_path) -> None:
     structs = bulk_structures(3)
     path = write_matbench(tmp_path / "matbench_x.json", structs, [1.0, 2.0, 3.0], "y")
     doc = json.loads(path.read_text())
-    doc["data"][1][0]["sites"][0]["species"] = [{"element": "Cu", "occu": 0.5}, {"element": "Ni", "occu": 0.5}]
+    doc["data"][1][0]["sites"][0]["species"] = [
+        {"element": "Cu", "occu": 0.5},
+        {"element": "Ni", "occu": 0.5},
+    ]
     doc["data"][2][0]["sites"][0]["species"][0]["element"] = "Xx"
     path.write_text(json.dumps(doc))
     problems: list[DataError] = []
@@ -88,7 +98,10 @@ def test_qmof_pairs_by_id_and_uses_species(tmp_path) -> None:
 
 
 def test_json_stream_small_chunks(tmp_path) -> None:
-    items = [{"a": i, "s": "x" * (i * 50), "v": [1.5, None, True]} for i in range(20)] + [123456789, None]
+    items = [{"a": i, "s": "x" * (i * 50), "v": [1.5, None, True]} for i in range(20)] + [
+        123456789,
+        None,
+    ]
     p = tmp_path / "l.json"
     p.write_text(json.dumps(items, indent=2))
     assert list(iter_json_array(p, chunk=7)) == items
@@ -175,3 +188,43 @@ def test_detect_format_refuses_ambiguous(tmp_path) -> None:
         read_records(tmp_path / "notes.bin", "xyz2")
     with pytest.raises(DataError, match="file or directory not found"):
         read_records(tmp_path / "missing.h5")
+
+
+def test_unknown_reader_option(tmp_path) -> None:
+    path = write_matbench(tmp_path / "matbench_t.json", bulk_structures(2), [1.0, 2.0], "y")
+    with pytest.raises(
+        DataError, match=r"format 'matbench' has no option \['levle'\]; its options: \['task'"
+    ):
+        read_records(path, levle="x")
+
+
+def test_more_malformed_files(tmp_path) -> None:
+    from openjmp.io.matbench import read_folds
+    from openjmp.io.ocp_lmdb import load_ref_energies
+
+    (tmp_path / "v.json").write_text(
+        json.dumps({"splits": {"matbench_t": {"fold_0": {"train": []}}}})
+    )
+    with pytest.raises(
+        DataError, match="v.json, record matbench_t/fold_0: fold lacks 'train' or 'test' ids"
+    ):
+        read_folds(tmp_path / "v.json", "matbench_t")
+    (tmp_path / "ref.pkl").write_bytes(b"\x80\x04K\x01.")  # the int 1, not a mapping
+    with pytest.raises(DataError, match="ref.pkl: expected a mapping sid -> energy"):
+        load_ref_energies(tmp_path / "ref.pkl")
+    q = write_qmof(tmp_path / "q", bulk_structures(1), [1.0])
+    (q / "qmof_structure_data.json").unlink()
+    with pytest.raises(DataError, match="qmof_structure_data.json: QMOF file not found"):
+        read_records(q, "qmof")
+    import h5py
+
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f.create_group("other")
+    with pytest.raises(
+        DataError, match=r"t.h5: no train/val/test or data group \(found \['other'\]\)"
+    ):
+        list(read_records(tmp_path / "t.h5", "transition1x"))
+    with pytest.raises(
+        DataError, match="t.h5: HDF5 file is neither ANI-1x, Transition-1x nor SPICE"
+    ):
+        read_records(tmp_path / "t.h5")

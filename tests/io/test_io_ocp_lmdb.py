@@ -14,7 +14,15 @@ import pickle
 
 import numpy as np
 import pytest
-from writers import dumps_pyg1, emt_label, ocp_fields, slab_frames, work_ratio, write_lmdb, write_ocp_dir
+from writers import (
+    dumps_pyg1,
+    emt_label,
+    ocp_fields,
+    slab_frames,
+    work_ratio,
+    write_lmdb,
+    write_ocp_dir,
+)
 
 from openjmp.errors import DataError
 from openjmp.io import detect_format, read_records
@@ -33,7 +41,9 @@ def test_oc20_fields_round_trip(tmp_path, frames) -> None:
     recs = list(read_records(tmp_path / "train"))
     assert len(recs) == 5
     assert [r.index for r in recs] == [0, 1, 0, 1, 0]  # key within each chunk file
-    assert [r.source.rsplit("/", 1)[1] for r in recs] == ["data.0000.lmdb"] * 2 + ["data.0001.lmdb"] * 2 + ["data.0002.lmdb"]
+    assert [r.source.rsplit("/", 1)[1] for r in recs] == ["data.0000.lmdb"] * 2 + [
+        "data.0001.lmdb"
+    ] * 2 + ["data.0002.lmdb"]
     for a, r in zip(frames, recs):
         e, f = emt_label(a)
         assert r.dataset == "oc20" and r.pbc.all()
@@ -50,7 +60,9 @@ def test_oc20_fields_round_trip(tmp_path, frames) -> None:
 @pytest.mark.parametrize("z_dtype", [np.float32, np.uint8, np.int64])
 @pytest.mark.parametrize("naming", ["y", "energy"])
 def test_z_dtypes_and_naming_schemes(tmp_path, frames, z_dtype, naming) -> None:
-    write_ocp_dir(tmp_path, [ocp_fields(frames[0], naming=naming, z_dtype=z_dtype)], length_key=False)
+    write_ocp_dir(
+        tmp_path, [ocp_fields(frames[0], naming=naming, z_dtype=z_dtype)], length_key=False
+    )
     (rec,) = read_records(tmp_path)
     assert rec.atomic_numbers.tolist() == frames[0].numbers.tolist()
     assert rec.energy == pytest.approx(emt_label(frames[0])[0])

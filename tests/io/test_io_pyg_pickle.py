@@ -34,8 +34,12 @@ def fake_pyg(monkeypatch):
     Data = type("Data", (), {"__module__": "torch_geometric.data.data"})
     GlobalStorage = type("GlobalStorage", (), {"__module__": "torch_geometric.data.storage"})
     dmod.Data, smod.GlobalStorage = Data, GlobalStorage
-    for name, mod in [("torch_geometric", pkg), ("torch_geometric.data", data),
-                      ("torch_geometric.data.data", dmod), ("torch_geometric.data.storage", smod)]:
+    for name, mod in [
+        ("torch_geometric", pkg),
+        ("torch_geometric.data", data),
+        ("torch_geometric.data.data", dmod),
+        ("torch_geometric.data.storage", smod),
+    ]:
         monkeypatch.setitem(sys.modules, name, mod)
     return types.SimpleNamespace(Data=Data, GlobalStorage=GlobalStorage)
 
@@ -90,15 +94,22 @@ def test_zip_format_storage(fake_pyg) -> None:
         torch.save(t.storage(), buf)
     assert buf.getvalue()[:2] == b"PK"
     storage = _Reduce(_Global("torch.storage", "_load_from_bytes"), (buf.getvalue(),))
-    tensor = _Reduce(_Global("torch._utils", "_rebuild_tensor_v2"), (storage, 1, (2, 2), (3, 1), False, None))
+    tensor = _Reduce(
+        _Global("torch._utils", "_rebuild_tensor_v2"), (storage, 1, (2, 2), (3, 1), False, None)
+    )
     out = io.BytesIO()
     _Pickler(out, protocol=4).dump({"x": tensor})
     np.testing.assert_array_equal(loads_pyg(out.getvalue())["x"], [[1, 2], [4, 5]])
 
 
 def test_torch_free_writer_matches_real_torch(fake_pyg) -> None:
-    fields = {"pos": np.arange(12, dtype=np.float32).reshape(4, 3), "tags": np.array([0, 1, 2, 2]),
-              "fixed": np.array([1, 0, 0, 1], np.int32), "y": 2.5, "natoms": 4}
+    fields = {
+        "pos": np.arange(12, dtype=np.float32).reshape(4, 3),
+        "tags": np.array([0, 1, 2, 2]),
+        "fixed": np.array([1, 0, 0, 1], np.int32),
+        "y": 2.5,
+        "natoms": 4,
+    }
     raw = dumps_pyg1(fields)
     ours = loads_pyg(raw)
     theirs = pickle.loads(raw)  # real torch, stand-in PyG class

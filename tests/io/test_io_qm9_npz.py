@@ -49,7 +49,9 @@ def test_qm9_targets_units_and_order(tmp_path) -> None:
     assert t["U_0"] == pytest.approx(-40.47893 * PYG_HARTREE)
     atoms_u0 = ATOMREF_HARTREE[6][0] + 4 * ATOMREF_HARTREE[1][0]
     assert t["U_0_ATOM"] == pytest.approx((-40.47893 - atoms_u0) * PYG_HARTREE)
-    assert t["G_ATOM"] == pytest.approx((-40.498597 - ATOMREF_HARTREE[6][3] - 4 * ATOMREF_HARTREE[1][3]) * PYG_HARTREE)
+    assert t["G_ATOM"] == pytest.approx(
+        (-40.498597 - ATOMREF_HARTREE[6][3] - 4 * ATOMREF_HARTREE[1][3]) * PYG_HARTREE
+    )
     assert recs[1].targets["mu"] == pytest.approx(2.1997e-6)  # 2.1997*^-6
     np.testing.assert_allclose(r.positions, ch4.positions, atol=1e-9)
     assert r.atomic_numbers.tolist() == [6, 1, 1, 1, 1]
@@ -61,7 +63,9 @@ def test_qm9_targets_units_and_order(tmp_path) -> None:
 def test_qm9_directory_and_errors(tmp_path) -> None:
     (tmp_path / "dsgdb9nsd_000001.xyz").write_text(qm9_text(1, molecule("CH4")))
     (tmp_path / "dsgdb9nsd_000002.xyz").write_text(qm9_text(5, molecule("CH4")))
-    with pytest.raises(DataError, match="dsgdb9nsd_000002.xyz, record 5: file name says molecule 2"):
+    with pytest.raises(
+        DataError, match="dsgdb9nsd_000002.xyz, record 5: file name says molecule 2"
+    ):
         list(read_records(tmp_path))
     bad = tmp_path / "b" / "dsgdb9nsd_000007.xyz"
     bad.parent.mkdir()

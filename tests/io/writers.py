@@ -121,7 +121,11 @@ def legacy_storage_bytes(flat: np.ndarray) -> bytes:
     for item in (
         0x1950A86A20F9469CFC6C,
         1001,
-        {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+        {
+            "protocol_version": 1001,
+            "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4},
+        },
     ):
         pickle.dump(item, out, protocol=2)
     marker = object()
@@ -142,7 +146,9 @@ def legacy_storage_bytes(flat: np.ndarray) -> bytes:
 
 def _tensor(a: np.ndarray) -> _Reduce:
     a = np.ascontiguousarray(a)
-    storage = _Reduce(_Global("torch.storage", "_load_from_bytes"), (legacy_storage_bytes(a.reshape(-1)),))
+    storage = _Reduce(
+        _Global("torch.storage", "_load_from_bytes"), (legacy_storage_bytes(a.reshape(-1)),)
+    )
     stride = tuple(s // a.itemsize for s in a.strides) if a.ndim else ()
     return _Reduce(
         _Global("torch._utils", "_rebuild_tensor_v2"),
@@ -163,8 +169,16 @@ def dumps_pyg1(fields: dict[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def ocp_fields(atoms: Atoms, *, sid: int = 0, fid: int = 0, naming: str = "y", oc22: bool = False,
-               energy: float | None = None, z_dtype=np.float32) -> dict[str, Any]:
+def ocp_fields(
+    atoms: Atoms,
+    *,
+    sid: int = 0,
+    fid: int = 0,
+    naming: str = "y",
+    oc22: bool = False,
+    energy: float | None = None,
+    z_dtype=np.float32,
+) -> dict[str, Any]:
     """OCP S2EF attributes of an EMT-labelled frame (``naming`` "y" -> y/force, else energy/forces)."""
     e, f = emt_label(atoms)
     e = e if energy is None else energy
@@ -203,14 +217,17 @@ def write_lmdb(path: Path, values: Sequence[bytes], *, length_key: bool = True) 
     return path
 
 
-def write_ocp_dir(directory: Path, entries: Sequence[dict[str, Any]], chunk: int = 2,
-                  length_key: bool = True) -> list[Path]:
+def write_ocp_dir(
+    directory: Path, entries: Sequence[dict[str, Any]], chunk: int = 2, length_key: bool = True
+) -> list[Path]:
     """``data.%04d.lmdb`` chunks of PyG-1 pickles plus ``metadata.npz`` (natoms), as OCP writes."""
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for k in range(0, len(entries), chunk):
         part = [dumps_pyg1(e) for e in entries[k : k + chunk]]
-        files.append(write_lmdb(directory / f"data.{k // chunk:04d}.lmdb", part, length_key=length_key))
+        files.append(
+            write_lmdb(directory / f"data.{k // chunk:04d}.lmdb", part, length_key=length_key)
+        )
     natoms = np.array([len(e["atomic_numbers"]) for e in entries])
     np.savez(directory / "metadata.npz", natoms=natoms)
     return files
@@ -220,11 +237,12 @@ def write_ocp_dir(directory: Path, entries: Sequence[dict[str, Any]], chunk: int
 # OC20 raw extxyz shards
 
 
-def write_oc20_shard(directory: Path, k: int, frames: Sequence[Atoms], refs: Sequence[float],
-                     sids: Sequence[int]) -> Path:
+def write_oc20_shard(
+    directory: Path, k: int, frames: Sequence[Atoms], refs: Sequence[float], sids: Sequence[int]
+) -> Path:
     """``k.extxyz.xz`` + ``k.txt.xz`` with EMT energies/forces and ``random<sid>,frame<i>,ref``."""
-    from ase.calculators.singlepoint import SinglePointCalculator
     import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
 
     out = []
     for a in frames:
@@ -245,8 +263,13 @@ def write_oc20_shard(directory: Path, k: int, frames: Sequence[Atoms], refs: Seq
 # HDF5: ANI-1x, Transition-1x, SPICE
 
 
-def write_ani1x(path: Path, groups: dict[str, list[Atoms]], *, nan: dict[str, list[int]] | None = None,
-                level: str = "wb97x_dz") -> Path:
+def write_ani1x(
+    path: Path,
+    groups: dict[str, list[Atoms]],
+    *,
+    nan: dict[str, list[int]] | None = None,
+    level: str = "wb97x_dz",
+) -> Path:
     """ANI-1x layout: per formula atomic_numbers, coordinates, <level>.energy/forces in Ha, Ha/Å.
 
     ``nan`` marks conformers whose energy is set to NaN at ``level``; every group also has a
@@ -273,8 +296,11 @@ def write_ani1x(path: Path, groups: dict[str, list[Atoms]], *, nan: dict[str, li
 T1X = "wB97x_6-31G(d)"
 
 
-def write_t1x(path: Path, reactions: dict[str, dict[str, list[Atoms]]],
-              splits: dict[str, list[tuple[str, str]]]) -> Path:
+def write_t1x(
+    path: Path,
+    reactions: dict[str, dict[str, list[Atoms]]],
+    splits: dict[str, list[tuple[str, str]]],
+) -> Path:
     """Transition-1x layout: /data/<formula>/<rxn>/{datasets, reactant, product,
     transition_state}, hard-linked into the split groups named in ``splits``; eV and eV/Å."""
     with h5py.File(path, "w") as f:
@@ -283,7 +309,11 @@ def write_t1x(path: Path, reactions: dict[str, dict[str, list[Atoms]]],
                 g = f.create_group(f"data/{formula}/{rxn}")
                 labels = [emt_label(a) for a in frames]
                 _t1x_sets(g, frames, labels)
-                for sub, k in (("reactant", 0), ("product", -1), ("transition_state", len(frames) // 2)):
+                for sub, k in (
+                    ("reactant", 0),
+                    ("product", -1),
+                    ("transition_state", len(frames) // 2),
+                ):
                     _t1x_sets(g.create_group(sub), [frames[k]], [labels[k]])
         for split, members in splits.items():
             for formula, rxn in members:
@@ -304,19 +334,28 @@ def write_spice(path: Path, molecules: dict[str, list[Atoms]], *, units: bool = 
         for name, frames in molecules.items():
             labels = [emt_label(a) for a in frames]
             g = f.create_group(name)
-            g.create_dataset("subset", data=["SPICE Dipeptides Single Points Dataset v1.2"],
-                             dtype=h5py.string_dtype())
+            g.create_dataset(
+                "subset",
+                data=["SPICE Dipeptides Single Points Dataset v1.2"],
+                dtype=h5py.string_dtype(),
+            )
             g.create_dataset("smiles", data=["[H:1][C:2]"], dtype=h5py.string_dtype())
             g["atomic_numbers"] = frames[0].numbers.astype(np.int16)
-            g["conformations"] = (np.stack([a.positions for a in frames]) / JMP_BOHR).astype(np.float32)
+            g["conformations"] = (np.stack([a.positions for a in frames]) / JMP_BOHR).astype(
+                np.float32
+            )
             e = np.array([x[0] for x in labels]) / JMP_HARTREE
             g["dft_total_energy"] = e
             grad = -np.stack([x[1] for x in labels]) / JMP_HARTREE * JMP_BOHR
             g["dft_total_gradient"] = grad.astype(np.float32)
             g["formation_energy"] = e - 1.0
             if units:
-                for k, u in (("conformations", "bohr"), ("dft_total_energy", "hartree"),
-                             ("dft_total_gradient", "hartree/bohr"), ("formation_energy", "hartree")):
+                for k, u in (
+                    ("conformations", "bohr"),
+                    ("dft_total_energy", "hartree"),
+                    ("dft_total_gradient", "hartree/bohr"),
+                    ("formation_energy", "hartree"),
+                ):
                     g[k].attrs["units"] = u
     return path
 
@@ -325,12 +364,31 @@ def write_spice(path: Path, molecules: dict[str, list[Atoms]], *, units: bool = 
 # QM9 .xyz
 
 
-def qm9_text(idx: int, atoms: Atoms, props: Sequence[float] | None = None, mathematica: bool = False) -> str:
+def qm9_text(
+    idx: int, atoms: Atoms, props: Sequence[float] | None = None, mathematica: bool = False
+) -> str:
     """One ``dsgdb9nsd_NNNNNN.xyz`` text; ``props`` = A B C mu alpha homo lumo gap r2 zpve U0 U H G Cv."""
-    props = list(props) if props is not None else [
-        157.7118, 157.70997, 157.70699, 0.0, 13.21, -0.3877, 0.1171, 0.5048, 35.3641, 0.044749,
-        -40.47893, -40.476062, -40.475117, -40.498597, 6.469,
-    ]
+    props = (
+        list(props)
+        if props is not None
+        else [
+            157.7118,
+            157.70997,
+            157.70699,
+            0.0,
+            13.21,
+            -0.3877,
+            0.1171,
+            0.5048,
+            35.3641,
+            0.044749,
+            -40.47893,
+            -40.476062,
+            -40.475117,
+            -40.498597,
+            6.469,
+        ]
+    )
     fmt = [f"{p}" for p in props]
     if mathematica:
         fmt[3] = "2.1997*^-6"
@@ -357,7 +415,11 @@ def write_qm9_tar(path: Path, texts: dict[int, str], *, order: Sequence[int] | N
 
 def write_uncharacterized(path: Path, indices: Sequence[int]) -> Path:
     """``uncharacterized.txt``: 9 header lines, one row per index, 2 trailer lines."""
-    header = [" Uncharacterized molecules (fixture)"] + [" header line"] * 7 + ["   Index    SMILES    SMILES"]
+    header = (
+        [" Uncharacterized molecules (fixture)"]
+        + [" header line"] * 7
+        + ["   Index    SMILES    SMILES"]
+    )
     rows = [f"{i:8d}  C  C  0.1  0.2" for i in indices]
     path.write_text("\n".join(header + rows + [" ------", ""]) + "\n")
     return path
@@ -383,7 +445,9 @@ def write_rmd17(path: Path, frames: Sequence[Atoms]) -> Path:
     return path
 
 
-def write_md22(path: Path, frames: Sequence[Atoms], *, e_unit: str = "kcal/mol", r_unit: str = "Ang") -> Path:
+def write_md22(
+    path: Path, frames: Sequence[Atoms], *, e_unit: str = "kcal/mol", r_unit: str = "Ang"
+) -> Path:
     """sGDML ``md22_<name>.npz``: R, z, E (F, 1), F and 0-d string metadata."""
     labels = [emt_label(a) for a in frames]
     e_f = {"kcal/mol": KCAL, "eV": 1.0}[e_unit]
@@ -418,14 +482,32 @@ def structure_dict(atoms: Atoms, *, label_suffix: str = "", oxidation: bool = Fa
     sites = []
     for s, abc, xyz in zip(atoms.get_chemical_symbols(), frac, atoms.positions):
         el = f"{s}2+" if oxidation else s
-        sites.append({"species": [{"element": el, "occu": 1}], "abc": abc.tolist(), "xyz": xyz.tolist(),
-                      "label": s + label_suffix, "properties": {"pbe_ddec_charge": 0.1}})
+        sites.append(
+            {
+                "species": [{"element": el, "occu": 1}],
+                "abc": abc.tolist(),
+                "xyz": xyz.tolist(),
+                "label": s + label_suffix,
+                "properties": {"pbe_ddec_charge": 0.1},
+            }
+        )
     return {
-        "@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
-        "lattice": {"matrix": cell.tolist(), "pbc": [True, True, True], "a": lat[0], "b": lat[1],
-                    "c": lat[2], "alpha": lat[3], "beta": lat[4], "gamma": lat[5],
-                    "volume": atoms.get_volume()},
-        "properties": {}, "sites": sites,
+        "@module": "pymatgen.core.structure",
+        "@class": "Structure",
+        "charge": 0,
+        "lattice": {
+            "matrix": cell.tolist(),
+            "pbc": [True, True, True],
+            "a": lat[0],
+            "b": lat[1],
+            "c": lat[2],
+            "alpha": lat[3],
+            "beta": lat[4],
+            "gamma": lat[5],
+            "volume": atoms.get_volume(),
+        },
+        "properties": {},
+        "sites": sites,
     }
 
 
@@ -441,10 +523,15 @@ def bulk_structures(n: int = 5, seed: int = 0) -> list[Atoms]:
     return out
 
 
-def write_matbench(path: Path, structures: Sequence[Atoms], targets: Sequence[Any], column: str) -> Path:
+def write_matbench(
+    path: Path, structures: Sequence[Atoms], targets: Sequence[Any], column: str
+) -> Path:
     """matminer ``orient='split'`` JSON (gzipped when the name ends in .gz)."""
-    doc = {"index": list(range(len(structures))), "columns": ["structure", column],
-           "data": [[structure_dict(a), t] for a, t in zip(structures, targets)]}
+    doc = {
+        "index": list(range(len(structures))),
+        "columns": ["structure", column],
+        "data": [[structure_dict(a), t] for a, t in zip(structures, targets)],
+    }
     raw = json.dumps(doc).encode()
     path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
     return path
@@ -467,9 +554,17 @@ def write_qmof(directory: Path, structures: Sequence[Atoms], gaps: Sequence[floa
     props, structs = [], []
     for i, (a, gap) in enumerate(zip(structures, gaps)):
         qid = f"qmof-{i:05x}"
-        props.append({"qmof_id": qid, "name": f"MOF{i}", "info": {"natoms": len(a)},
-                      "outputs": {"pbe": {"energy_total": -10.0 * len(a), "bandgap": gap}}})
-        structs.append({"qmof_id": qid, "name": f"MOF{i}", "structure": structure_dict(a, label_suffix="1")})
+        props.append(
+            {
+                "qmof_id": qid,
+                "name": f"MOF{i}",
+                "info": {"natoms": len(a)},
+                "outputs": {"pbe": {"energy_total": -10.0 * len(a), "bandgap": gap}},
+            }
+        )
+        structs.append(
+            {"qmof_id": qid, "name": f"MOF{i}", "structure": structure_dict(a, label_suffix="1")}
+        )
     (directory / "qmof.json").write_text(json.dumps(props))
     (directory / "qmof_structure_data.json").write_text(json.dumps(structs, indent=1))
     return directory

@@ -85,9 +85,7 @@ def test_every_structure_edge_for_edge(tiny) -> None:
             ref = _ref_rows(expected[key])
             got = _rows(mine[g])
             assert len(got) == mine[g].num_edges, f"{name}: duplicate {g} edges"
-            assert got == ref, (
-                f"{name} {g}: {len(got - ref)} extra, {len(ref - got)} missing edges"
-            )
+            assert got == ref, f"{name} {g}: {len(got - ref)} extra, {len(ref - got)} missing edges"
             checked.add(key)
         counts = indices.counts()
         counts["n_edges_main_directed"] = sample.edges["main"].num_edges
@@ -104,9 +102,7 @@ def test_batched_counts_are_the_sums(tiny, setting: str) -> None:
     structures, expected, _ = tiny
     members = [i for i, a in enumerate(structures) if a.info["graph"] == setting]
     assert members, setting
-    samples = [
-        build_graph_sample(_record(structures[i], i), graph_spec(setting)) for i in members
-    ]
+    samples = [build_graph_sample(_record(structures[i], i), graph_spec(setting)) for i in members]
     batch = collate(samples)
     indices = build_indices(batch)
     counts = indices.counts()

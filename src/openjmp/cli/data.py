@@ -46,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("src", type=Path, help="source file or directory")
     c.add_argument("dest", type=Path, help="cache directory to create")
     c.add_argument("--format", dest="fmt", help=f"source format (detected if omitted): {formats}")
-    c.add_argument("--dataset", help="dataset whose split protocol to use (default: from the records)")
+    c.add_argument(
+        "--dataset", help="dataset whose split protocol to use (default: from the records)"
+    )
     c.add_argument("--seed", type=int, default=42, help="split seed (the authors': 42)")
     c.add_argument("--float32", action="store_true", help="store positions and forces as float32")
     c.add_argument("--overwrite", action="store_true", help="replace an existing cache")
@@ -58,7 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     k = dsub.add_parser("check", help="summarise a source or cache and list every problem")
     k.add_argument("path", type=Path)
-    k.add_argument("--format", dest="fmt", help=f"source format, or 'cache' (detected if omitted): {formats}")
+    k.add_argument(
+        "--format", dest="fmt", help=f"source format, or 'cache' (detected if omitted): {formats}"
+    )
     k.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option")
     k.add_argument("--limit", type=int, default=None, help="print at most this many problems")
     k.set_defaults(func=run_check)
@@ -87,7 +91,9 @@ def run_convert(args: argparse.Namespace) -> int:
         progress=lambda k: print(f"  {k} records", file=sys.stderr),
     )
     m = store.manifest
-    print(f"wrote {len(store)} records ({m['n_atoms']} atoms) of {m.get('dataset')} to {store.path}")
+    print(
+        f"wrote {len(store)} records ({m['n_atoms']} atoms) of {m.get('dataset')} to {store.path}"
+    )
     skipped = m["metadata"].get("skipped", [])
     if skipped:
         print(f"left out {len(skipped)} invalid records (listed in manifest.json):")

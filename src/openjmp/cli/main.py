@@ -19,6 +19,9 @@ from openjmp.errors import OpenJMPError
 SUBCOMMANDS: dict[str, str] = {
     "demo": "demo",
     "data": "data",
+    "pretrain": "pretrain",
+    "finetune": "finetune",
+    "evaluate": "evaluate",
 }
 
 

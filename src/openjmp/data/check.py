@@ -85,7 +85,9 @@ class CheckReport:
         """Human-readable summary followed by the problems (at most ``limit`` when given)."""
         lines = [f"records: {self.n_records}"]
         if self.datasets:
-            lines.append("datasets: " + ", ".join(f"{k or '?'} ({v})" for k, v in self.datasets.items()))
+            lines.append(
+                "datasets: " + ", ".join(f"{k or '?'} ({v})" for k, v in self.datasets.items())
+            )
         if self.elements:
             els = ", ".join(f"{chemical_symbols[z] if 0 < z < len(chemical_symbols) else z} ({n})"
                             for z, n in sorted(self.elements.items()))  # fmt: skip
@@ -97,7 +99,9 @@ class CheckReport:
         for name, r in self.labels.items():
             lines.append(f"{name}: {r}")
         if self.energy_force_ratio is not None:
-            lines.append(f"ΔE / (−F·Δx) along trajectories: {self.energy_force_ratio:.4f} (1 is consistent)")
+            lines.append(
+                f"ΔE / (−F·Δx) along trajectories: {self.energy_force_ratio:.4f} (1 is consistent)"
+            )
         if self.splits:
             for name, parts in self.splits.items():
                 lines.append(f"split {name}: " + ", ".join(f"{p} {n}" for p, n in parts.items()))
@@ -165,14 +169,17 @@ def check_records(
         rep.n_records += 1
         rep.datasets[rec.dataset] += 1
         where.append((rec.source, rec.index))
-        shapes_ok = True
+        passed = {}
         for check in (check_shapes, check_values, check_cell):
             try:
                 check(rec)
+                passed[check] = True
             except DataError as err:
                 add("error", rec, err.problem)
-                shapes_ok &= check is not check_shapes
-        if shapes_ok:
+                passed[check] = False
+        shapes_ok = passed[check_shapes]
+        geometry_ok = shapes_ok and passed[check_cell] and np.all(np.isfinite(rec.positions))
+        if geometry_ok:
             try:
                 check_distances(rec, min_distance)
             except DataError as err:
@@ -219,13 +226,17 @@ def check_records(
             for (src, idx), ok in zip(where, flags):
                 if not ok:
                     rep.problems.append(
-                        Problem("error", src, idx, f"missing {label} label ({n_have} records have one)")
+                        Problem(
+                            "error", src, idx, f"missing {label} label ({n_have} records have one)"
+                        )
                     )
     all_targets = frozenset().union(*kinds) if kinds else frozenset()
     lacking = {k: sorted(all_targets - names) for names, k in kinds.items()}
     for (src, idx), k in zip(where, target_sets):
         for name in lacking[k]:
-            rep.problems.append(Problem("error", src, idx, f"missing target {name!r} that other records have"))
+            rep.problems.append(
+                Problem("error", src, idx, f"missing target {name!r} that other records have")
+            )
     _check_force_scale(rep, force_rms)
     _check_trajectories(rep, pairs)
     rep.labels = {k: str(v) for k, v in ranges.items()}
@@ -239,7 +250,9 @@ def _trajectory_pair(prev: AtomsRecord | None, rec: AtomsRecord) -> tuple[float,
         return None
     if prev.energy is None or rec.energy is None or prev.forces is None or rec.forces is None:
         return None
-    if not np.array_equal(prev.atomic_numbers, rec.atomic_numbers) or not np.allclose(prev.cell, rec.cell):
+    if not np.array_equal(prev.atomic_numbers, rec.atomic_numbers) or not np.allclose(
+        prev.cell, rec.cell
+    ):
         return None
     if prev.forces.shape != rec.forces.shape or prev.positions.shape != rec.positions.shape:
         return None
@@ -269,16 +282,24 @@ def _check_trajectories(rep: CheckReport, pairs: list[tuple[float, float]]) -> N
     rep.energy_force_ratio = ratio
     if corr < -0.8:
         rep.problems.append(
-            Problem("error", None, None,
-                    f"forces have the wrong sign: along {len(pairs)} trajectory steps the energy "
-                    f"changes by {ratio:.3f} × (−F·Δx) (gradients stored as forces?)")  # fmt: skip
+            Problem(
+                "error",
+                None,
+                None,
+                f"forces have the wrong sign: along {len(pairs)} trajectory steps the energy "
+                f"changes by {ratio:.3f} × (−F·Δx) (gradients stored as forces?)",
+            )  # fmt: skip
         )
     elif corr > 0.8 and not 0.8 < ratio < 1.25:
         rep.problems.append(
-            Problem("error", None, None,
-                    f"energies and forces disagree in units: along {len(pairs)} trajectory steps "
-                    f"ΔE = {ratio:.4g} × (−F·Δx) (27.2: Hartree vs eV; 0.0434: kcal/mol; "
-                    "1.89 or 0.529: bohr vs Å)")  # fmt: skip
+            Problem(
+                "error",
+                None,
+                None,
+                f"energies and forces disagree in units: along {len(pairs)} trajectory steps "
+                f"ΔE = {ratio:.4g} × (−F·Δx) (27.2: Hartree vs eV; 0.0434: kcal/mol; "
+                "1.89 or 0.529: bohr vs Å)",
+            )  # fmt: skip
         )
 
 
@@ -287,9 +308,13 @@ def _check_force_scale(rep: CheckReport, force_rms: list[float]) -> None:
         med = float(np.median(force_rms))
         if med > MAX_TYPICAL_FORCE:
             rep.problems.append(
-                Problem("error", None, None,
-                        f"typical force RMS is {med:.1f} eV/Å, far beyond eV/Å data "
-                        "(forces in kcal/mol/Å or Hartree/bohr?)")  # fmt: skip
+                Problem(
+                    "error",
+                    None,
+                    None,
+                    f"typical force RMS is {med:.1f} eV/Å, far beyond eV/Å data "
+                    "(forces in kcal/mol/Å or Hartree/bohr?)",
+                )  # fmt: skip
             )
 
 
@@ -334,7 +359,9 @@ def check_path(path: str | Path, fmt: str | None = None, **options: Any) -> Chec
                                  source=path, labels=labels)  # fmt: skip
             rep.splits = _sizes(splits)
         except DataError as err:
-            rep.problems.append(Problem("warning", str(path), None, f"cannot make the default split: {err.problem}"))
+            rep.problems.append(
+                Problem("warning", str(path), None, f"cannot make the default split: {err.problem}")
+            )
     return rep
 
 

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from openjmp.data.cache import RecordStore, StoreWriter, atomic_write_bytes
+from openjmp.data.cache import RecordStore
+from openjmp.data.cache_writer import StoreWriter, atomic_write_bytes
 from openjmp.data.splits import make_splits, save_splits
 from openjmp.data.statistics import compute_statistics
 from openjmp.errors import DataError
@@ -69,7 +70,11 @@ def convert(
             if progress is not None and k % 10_000 == 0:
                 progress(k)
         if writer.n == 0:
-            raise DataError(src, None, "no records to convert" + (f" ({len(skipped)} invalid)" if skipped else ""))
+            raise DataError(
+                src,
+                None,
+                "no records to convert" + (f" ({len(skipped)} invalid)" if skipped else ""),
+            )
         meta = {
             "source": str(src.resolve()),
             "format": fmt,

@@ -7,7 +7,8 @@ cache's) record order, int64, kept in the authors' order (not sorted).
 The authors shuffle with ``idx = np.arange(n); np.random.RandomState(seed).shuffle(idx)`` and cut
 consecutive slices (``src/jmp/datasets/finetune/*.py``); so does :func:`shuffled`:
 
-* rMD17: train 950, val 50, test the rest (seed 42); JMP ignores the official index files.
+* rMD17: train 950, val 50, test the rest (seed 42); JMP ignores the official index files
+  (``rmd17/splits/index_{train,test}_0k.csv``, available with the option ``official=k``).
 * MD22: ``train_size`` per molecule (`MD22_TRAIN_SIZES`), val = int(0.05 train_size) carved
   out of it, test the rest.
 * QM9: val 10,000, test 10,000, train the rest (110,831 of 130,831).
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from openjmp.data.cache import atomic_write_bytes
+from openjmp.data.cache_writer import atomic_write_bytes
 from openjmp.errors import DataError
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "matbench_split",
     "md22_split",
     "qm9_split",
+    "rmd17_official_split",
     "rmd17_split",
     "save_splits",
     "shuffled",
@@ -85,13 +87,33 @@ def _cut(order: np.ndarray, sizes: Sequence[tuple[str, int]]) -> dict[str, np.nd
 
 def _need(n: int, needed: int, what: str) -> None:
     if n < needed:
-        raise DataError(None, None, f"{what} needs at least {needed} records, the data has {n}")
+        raise DataError(
+            None,
+            None,
+            f"{what} needs at least {needed} records, the data has {n}; give smaller part sizes "
+            "(split options, e.g. --split-option val=5) or use --dataset user (seeded 80/10/10)",
+        )
 
 
-def rmd17_split(n: int, *, seed: int = 42, train: int = 950, val: int = 50) -> dict[str, np.ndarray]:
+def rmd17_split(
+    n: int, *, seed: int = 42, train: int = 950, val: int = 50
+) -> dict[str, np.ndarray]:
     """JMP's rMD17 split: shuffled, first ``train`` train, next ``val`` val, the rest test."""
     _need(n, train + val, "the rMD17 split")
     return _cut(shuffled(n, seed), [("train", train), ("val", val), ("test", n - train - val)])
+
+
+def rmd17_official_split(split_dir: str | Path, k: int) -> dict[str, np.ndarray]:
+    """rMD17's own split ``k`` (1..5): ``index_train_0k.csv`` / ``index_test_0k.csv``, one index
+    a line (the field's standard 1,000 train frames; JMP does not use these)."""
+    out = {}
+    for part in ("train", "test"):
+        f = Path(split_dir) / f"index_{part}_{int(k):02d}.csv"
+        try:
+            out[part] = np.loadtxt(f, dtype=np.int64, ndmin=1)
+        except (OSError, ValueError) as exc:
+            raise DataError(f, None, f"unreadable rMD17 split file ({exc})") from None
+    return out
 
 
 def md22_split(n: int, train_size: int, *, seed: int = 42, val_fraction: float = 0.05):
@@ -111,7 +133,9 @@ def qm9_split(n: int, *, seed: int = 42, val: int = 10_000, test: int = 10_000):
 def fraction_split(n: int, *, seed: int = 42, train: float = 0.8, test: float = 0.1):
     """train ``int(train n)``, test ``int(test n)``, val the rest; order [train | val | test]."""
     n_train, n_test = int(n * train), int(n * test)
-    return _cut(shuffled(n, seed), [("train", n_train), ("val", n - n_train - n_test), ("test", n_test)])
+    return _cut(
+        shuffled(n, seed), [("train", n_train), ("val", n - n_train - n_test), ("test", n_test)]
+    )
 
 
 def group_split(ids: Sequence[Any], groups: Sequence[str] = ("train", "val", "test")):
@@ -120,7 +144,9 @@ def group_split(ids: Sequence[Any], groups: Sequence[str] = ("train", "val", "te
     out = {g: np.flatnonzero(heads == g).astype(np.int64) for g in groups}
     unknown = sorted(str(h) for h in set(heads.tolist()) - set(groups))
     if unknown:
-        raise DataError(None, None, f"records from groups {unknown} belong to no part {list(groups)}")
+        raise DataError(
+            None, None, f"records from groups {unknown} belong to no part {list(groups)}"
+        )
     return out
 
 
@@ -161,7 +187,9 @@ def ani1x_split(
     }
 
 
-def kfold_ids(ids: Sequence[str], *, labels: np.ndarray | None = None, seed: int = MATBENCH_FOLD_SEED):
+def kfold_ids(
+    ids: Sequence[str], *, labels: np.ndarray | None = None, seed: int = MATBENCH_FOLD_SEED
+):
     """MatBench's folds when no folds file is at hand: KFold(5, shuffle, 18012019), stratified
     for classification (boolean ``labels``)."""
     from sklearn.model_selection import KFold, StratifiedKFold
@@ -188,7 +216,9 @@ def matbench_split(
     for name, fold in folds.items():
         missing = [i for part in ("train", "test") for i in fold[part] if i not in where]
         if missing:
-            raise DataError(None, name, f"fold lists {len(missing)} ids not in the data, e.g. {missing[:3]}")
+            raise DataError(
+                None, name, f"fold lists {len(missing)} ids not in the data, e.g. {missing[:3]}"
+            )
         train_val = np.array([where[i] for i in fold["train"]], dtype=np.int64)
         order = shuffled(len(train_val), seed)
         n_train = int(len(train_val) * train_fraction)
@@ -220,6 +250,11 @@ def make_splits(
     n = len(ids)
     family = "matbench" if dataset.startswith("matbench") else dataset
     if family == "rmd17":
+        if "official" in options:  # rmd17/splits/ beside rmd17/npz_data/
+            split_dir = (
+                Path(source).resolve().parent.parent / "splits" if source else Path("splits")
+            )
+            return {"default": rmd17_official_split(split_dir, options["official"])}
         return {"default": rmd17_split(n, seed=seed, **options)}
     if family == "md22":
         if "train_size" not in options:
@@ -241,7 +276,9 @@ def make_splits(
     if family in ("oc20", "oc22"):
         return {"default": {"train": np.arange(n, dtype=np.int64)}}
     if family == "matbench":
-        return {**matbench_split(ids, _matbench_folds(dataset, ids, source, labels, options), seed=seed)}
+        return {
+            **matbench_split(ids, _matbench_folds(dataset, ids, source, labels, options), seed=seed)
+        }
     return {"default": fraction_split(n, seed=seed, **options)}
 
 
@@ -260,7 +297,10 @@ def _matbench_folds(task, ids, source, labels, options):
 def save_splits(path: str | Path, splits: Splits) -> None:
     """Write ``splits`` to an ``.npz`` (keys ``"<split>/<part>"``) atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **{f"{name}/{part}": idx for name, parts in splits.items() for part, idx in parts.items()})
+    np.savez(
+        buf,
+        **{f"{name}/{part}": idx for name, parts in splits.items() for part, idx in parts.items()},
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 

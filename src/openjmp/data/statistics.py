@@ -29,7 +29,9 @@ __all__ = ["N_ELEMENTS", "compute_statistics", "fit_linear_references", "referen
 N_ELEMENTS = 120
 """Length of a reference vector: indexed by Z, 0..119 (JMP's embedding size)."""
 
-_EXACT_ROWS = 200_000  # up to this many structures the fit solves lstsq(X, E) exactly as the authors
+_EXACT_ROWS = (
+    200_000  # up to this many structures the fit solves lstsq(X, E) exactly as the authors
+)
 _CHUNK = 8192
 
 Records = RecordStore | Iterable[AtomsRecord]
@@ -49,7 +51,9 @@ class _Chunk:
         """(k, 120) element counts."""
         k = len(self.natoms)
         rec = np.repeat(np.arange(k), self.natoms)
-        return np.bincount(rec * N_ELEMENTS + self.z, minlength=k * N_ELEMENTS).reshape(k, N_ELEMENTS)
+        return np.bincount(rec * N_ELEMENTS + self.z, minlength=k * N_ELEMENTS).reshape(
+            k, N_ELEMENTS
+        )
 
 
 def _chunks(records: Records, indices: Sequence[int] | np.ndarray | None) -> Iterator[_Chunk]:
@@ -77,18 +81,30 @@ def _chunks(records: Records, indices: Sequence[int] | np.ndarray | None) -> Ite
 def _store_chunks(store: RecordStore, indices) -> Iterator[_Chunk]:
     idx = np.arange(len(store)) if indices is None else np.sort(np.asarray(indices, np.int64))
     off = np.asarray(store.column("offsets"))
-    z_all, e_all, he = store.column("atomic_numbers"), store.column("energy"), store.column("has_energy")
+    z_all, e_all, he = (
+        store.column("atomic_numbers"),
+        store.column("energy"),
+        store.column("has_energy"),
+    )
     has_f = store.has_column("forces")
     targets = store.manifest["targets"]
     for s in range(0, len(idx), _CHUNK):
         part = idx[s : s + _CHUNK]
         starts, ends = off[part], off[part + 1]
-        atom_idx = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(part) else np.zeros(0, np.int64)
+        atom_idx = (
+            np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
+            if len(part)
+            else np.zeros(0, np.int64)
+        )
         energy = np.where(he[part], e_all[part], np.nan)
         forces = None
         if has_f:
             hf = np.asarray(store.column("has_forces")[part])
-            fi = np.concatenate([np.arange(a, b) for a, b, h in zip(starts, ends, hf) if h]) if hf.any() else None
+            fi = (
+                np.concatenate([np.arange(a, b) for a, b, h in zip(starts, ends, hf) if h])
+                if hf.any()
+                else None
+            )
             forces = None if fi is None else np.asarray(store.column("forces")[fi], np.float64)
         tv = {}
         for k, t in enumerate(targets):
@@ -97,7 +113,9 @@ def _store_chunks(store: RecordStore, indices) -> Iterator[_Chunk]:
         yield _Chunk(ends - starts, np.asarray(z_all[atom_idx], np.int64), energy, forces, tv)
 
 
-def fit_linear_references(records: Records, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+def fit_linear_references(
+    records: Records, indices: Sequence[int] | np.ndarray | None = None
+) -> np.ndarray:
     """(120,) per-element energies (eV) minimising ``|X c - E|`` without intercept (module doc).
 
     Structures without an energy are left out; `DataError` if none has one.
@@ -129,7 +147,9 @@ def fit_linear_references(records: Records, indices: Sequence[int] | np.ndarray 
     return coeff
 
 
-def referenced_energies(z: np.ndarray, natoms: np.ndarray, energy: np.ndarray, coeff: np.ndarray) -> np.ndarray:
+def referenced_energies(
+    z: np.ndarray, natoms: np.ndarray, energy: np.ndarray, coeff: np.ndarray
+) -> np.ndarray:
     """``E - sum_i coeff[Z_i]`` per structure; z (A,), natoms (k,), energy (k,) eV."""
     per_atom = np.asarray(coeff)[z]
     rec = np.repeat(np.arange(len(natoms)), natoms)

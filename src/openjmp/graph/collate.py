@@ -60,4 +60,3 @@ def collate(samples: Sequence[GraphSample]) -> Batch:
         datasets=tuple(s.dataset for s in samples),
         stress=_stack_optional([s.stress for s in samples], cat=False),
     )
-

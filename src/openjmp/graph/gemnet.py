@@ -18,6 +18,8 @@ is not, but with caps of 1000 (3333 for rMD17) it never binds on their data sets
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -88,6 +90,13 @@ def build_graph_sample(
     k_main, k_aeint, k_qint, k_aint = spec.max_neighbors
     rank = rank_within_target(target, n)
     if source.shape[0] > 0 and int(rank.max()) >= k_aint:
+        if not pbc.any():
+            warnings.warn(
+                f"{record.source or '<in memory>'}, record {record.index}: the a2a cap of {k_aint} "
+                "neighbours binds on a non-periodic structure; it is nearest-first here, the "
+                "authors' torch_cluster.radius_graph keeps an arbitrary subset",
+                stacklevel=2,
+            )
         keep = rank < k_aint  # the a2a cap; the ranks of the kept edges do not change
         source, target, offset, rank = source[keep], target[keep], offset[keep], rank[keep]
     if source.shape[0] == 0:

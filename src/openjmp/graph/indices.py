@@ -153,7 +153,9 @@ def _trip(d: dict[str, Tensor]) -> TripletIndices:
 def _check_sorted(name: str, edges: EdgeSet) -> None:
     t = edges.index[1]
     if t.shape[0] > 1 and bool((t[1:] < t[:-1]).any()):
-        raise ValueError(f"graph {name!r} must be sorted by target atom (as build_graph_sample makes it)")
+        raise ValueError(
+            f"graph {name!r} must be sorted by target atom (as build_graph_sample makes it)"
+        )
 
 
 def build_indices(batch: Batch) -> GemNetIndices:

@@ -66,7 +66,9 @@ def candidate_pairs(
     if backend == "vesin":
         return _pairs_vesin(positions, cell, pbc_, cutoff)
     if backend == "torch":
-        pos_t = positions if isinstance(positions, Tensor) else torch.from_numpy(np.array(positions))
+        pos_t = (
+            positions if isinstance(positions, Tensor) else torch.from_numpy(np.array(positions))
+        )
         cell_t = cell if isinstance(cell, Tensor) else torch.from_numpy(np.array(cell))
         return _pairs_torch(pos_t, cell_t, pbc_, cutoff)
     raise ValueError(f"unknown neighbour backend {backend!r} (use 'vesin' or 'torch')")
@@ -164,4 +166,3 @@ def _pairs_torch(
     t = torch.cat(tgt_l)
     offset = images[torch.cat(img_l)] - k[s] + k[t]
     return Pairs(source=s, target=t, offset=offset, distance=torch.cat(d_l))
-

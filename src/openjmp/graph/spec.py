@@ -77,11 +77,11 @@ class GraphSpec:
         object.__setattr__(self, "qint_tags", tuple(int(t) for t in self.qint_tags))
 
     @classmethod
-    def from_base(
-        cls, cutoff: float, k: int, *, pbc: bool, dummy_cell: bool = False
-    ) -> GraphSpec:
+    def from_base(cls, cutoff: float, k: int, *, pbc: bool, dummy_cell: bool = False) -> GraphSpec:
         """Spec with caps `max_neighbors_from_base(k)`."""
-        return cls(cutoff=cutoff, max_neighbors=max_neighbors_from_base(k), pbc=pbc, dummy_cell=dummy_cell)
+        return cls(
+            cutoff=cutoff, max_neighbors=max_neighbors_from_base(k), pbc=pbc, dummy_cell=dummy_cell
+        )
 
 
 GRAPH_SETTINGS: dict[str, GraphSpec] = {

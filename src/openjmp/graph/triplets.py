@@ -134,10 +134,12 @@ def quadruplets(main: EdgeSet, qint: EdgeSet, num_atoms: int) -> dict:
         q_key = q_key.take(perm)
     inter = trip_out["in"]
     query = inter * span + key_main.take(trip_out["out"]) - _lin(qint.cell_offset, c).take(inter)
-    pos = torch.searchsorted(q_key, query)
-    found = q_key.take(pos.clamp(max=max(int(q_key.shape[0]) - 1, 0))) == query
-    if q_key.shape[0] == 0:
+    if q_key.shape[0] == 0:  # no input triplet at all: nothing to skip
+        pos = torch.zeros_like(query)
         found = torch.zeros_like(query, dtype=torch.bool)
+    else:
+        pos = torch.searchsorted(q_key, query)
+        found = q_key.take(pos.clamp(max=int(q_key.shape[0]) - 1)) == query
     first = start_in.take(inter)
     sizes = n_in_per_inter.take(inter) - found.long()
     skip = torch.where(found, pos - first, sizes + 1)
@@ -146,7 +148,9 @@ def quadruplets(main: EdgeSet, qint: EdgeSet, num_atoms: int) -> dict:
     out = torch.repeat_interleave(out_edge, sizes, output_size=int(trip_in_to_quad.shape[0]))
     # Quadruplets come grouped by output triplet, and those by output edge.
     n_main = int(main.index.shape[1])
-    per_edge = torch.zeros(n_main, dtype=torch.long, device=out.device).index_add_(0, out_edge, sizes)
+    per_edge = torch.zeros(n_main, dtype=torch.long, device=out.device).index_add_(
+        0, out_edge, sizes
+    )
     out_agg = segment_ranges(torch.zeros_like(per_edge), per_edge, int(out.shape[0]))
     return {
         "triplet_in": trip_in,

@@ -10,6 +10,7 @@ own options, listed in its module.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,7 +57,14 @@ def read_records(path: str | Path, fmt: str | None = None, **opts: Any) -> Itera
     fmt = detect_format(path) if fmt is None else fmt
     if fmt not in FORMATS:
         raise DataError(path, None, f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    return FORMATS[fmt](path, **opts)
+    reader = FORMATS[fmt]
+    accepted = [p for p in inspect.signature(reader).parameters if p != "path"]
+    unknown = sorted(set(opts) - set(accepted))
+    if unknown:
+        raise DataError(
+            path, None, f"format {fmt!r} has no option {unknown}; its options: {accepted}"
+        )
+    return reader(path, **opts)
 
 
 def _h5_kind(path: Path) -> str:
@@ -75,7 +83,9 @@ def _h5_kind(path: Path) -> str:
                     return "ani1x"
                 if "conformations" in group:
                     return "spice"
-    raise DataError(path, None, "HDF5 file is neither ANI-1x, Transition-1x nor SPICE; pass a format")
+    raise DataError(
+        path, None, "HDF5 file is neither ANI-1x, Transition-1x nor SPICE; pass a format"
+    )
 
 
 def detect_format(path: str | Path) -> str:

@@ -60,7 +60,9 @@ def _iterate(
                 forces = dataset(group, f_key, path, formula)
                 extras = {k: dataset(group, k, path, formula) for k in extra}
                 if z.ndim != 1:
-                    raise DataError(path, formula, f"atomic_numbers has shape {z.shape}, expected (N,)")
+                    raise DataError(
+                        path, formula, f"atomic_numbers has shape {z.shape}, expected (N,)"
+                    )
                 n_conf = check_frames(
                     path,
                     formula,
@@ -75,8 +77,14 @@ def _iterate(
             forces_ev = forces.astype(np.float64) * HARTREE_TO_EV
             for i in range(n_conf):
                 where = f"{formula}/{i}"
-                missing = [k for k, ok in ((e_key, np.isfinite(energy[i])),
-                                           (f_key, np.isfinite(forces[i]).all())) if not ok]
+                missing = [
+                    k
+                    for k, ok in (
+                        (e_key, np.isfinite(energy[i])),
+                        (f_key, np.isfinite(forces[i]).all()),
+                    )
+                    if not ok
+                ]
                 if missing:
                     problem = f"{' and '.join(missing)} missing (NaN) at the chosen level of theory {level!r}"
                     report(DataError(path, where, problem), on_error)

@@ -88,5 +88,7 @@ def iter_json_array(path: str | Path, chunk: int = 1 << 20) -> Iterator[Any]:
             if buf[pos] == "]":
                 return
             if buf[pos] != ",":
-                raise DataError(path, count, f"expected ',' or ']' after element, found {buf[pos]!r}")
+                raise DataError(
+                    path, count, f"expected ',' or ']' after element, found {buf[pos]!r}"
+                )
             pos += 1

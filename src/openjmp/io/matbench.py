@@ -125,5 +125,8 @@ def read_folds(path: str | Path, task: str) -> dict[str, dict[str, list[str]]]:
     for name, fold in folds.items():
         if not isinstance(fold, dict) or not {"train", "test"} <= set(fold):
             raise DataError(path, f"{task}/{name}", "fold lacks 'train' or 'test' ids")
-        out[name] = {"train": [str(i) for i in fold["train"]], "test": [str(i) for i in fold["test"]]}
+        out[name] = {
+            "train": [str(i) for i in fold["train"]],
+            "test": [str(i) for i in fold["test"]],
+        }
     return out

@@ -62,7 +62,9 @@ def _unit(data: dict[str, np.ndarray], key: str, default: str, table, path: Path
     unit = str(data[key].reshape(())) if key in data else default
     unit = unit.strip().lower()
     if unit not in table:
-        raise DataError(path, None, f"{key}={unit!r} is not a unit openjmp converts ({sorted(table)})")
+        raise DataError(
+            path, None, f"{key}={unit!r} is not a unit openjmp converts ({sorted(table)})"
+        )
     return table[unit]
 
 

@@ -85,7 +85,13 @@ def open_env(path: Path) -> Any:
         held[1].close()
     try:
         env = lmdb.open(
-            key, subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_readers=256
+            key,
+            subdir=False,
+            readonly=True,
+            lock=False,
+            readahead=False,
+            meminit=False,
+            max_readers=256,
         )
     except lmdb.Error as exc:
         raise DataError(path, None, f"not a readable LMDB file: {exc}") from None
@@ -304,4 +310,3 @@ def is_ocp_lmdb(path: Path) -> bool:
     if path.is_file():
         return path.suffix == ".lmdb"
     return path.is_dir() and any(path.glob("*.lmdb"))
-

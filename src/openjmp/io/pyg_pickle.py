@@ -256,6 +256,7 @@ def _codecs_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
         raise pickle.UnpicklingError("refusing _codecs.encode other than latin1 bytes")
     return text.encode("latin1")
 
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,

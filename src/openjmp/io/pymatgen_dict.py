@@ -35,7 +35,9 @@ def parse_structure(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(Z (N,), positions (N, 3) Å, cell (3, 3) Å, pbc (3,)) from a structure dict."""
     if not isinstance(d, dict) or "lattice" not in d or "sites" not in d:
-        raise DataError(source, index, "structure is not a pymatgen Structure dict (no lattice/sites)")
+        raise DataError(
+            source, index, "structure is not a pymatgen Structure dict (no lattice/sites)"
+        )
     lattice = d["lattice"]
     try:
         cell = np.asarray(lattice["matrix"], dtype=np.float64)
@@ -58,7 +60,9 @@ def parse_structure(
         occu = sum(float(s.get("occu", 1.0)) for s in species)
         if len(species) != 1 or abs(occu - 1.0) > 1e-6:
             raise DataError(
-                source, index, f"site {i} is partially occupied ({species}); only ordered structures"
+                source,
+                index,
+                f"site {i} is partially occupied ({species}); only ordered structures",
             )
         z[i] = element_number(species[0].get("element"), source, index)
         key = coords if coords in site else ("xyz" if coords == "abc" else "abc")

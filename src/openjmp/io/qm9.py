@@ -34,7 +34,14 @@ from openjmp.errors import DataError
 from openjmp.io._common import OnError, existing, finish, report
 from openjmp.records import AtomsRecord
 
-__all__ = ["ATOMREF_HARTREE", "TARGETS", "parse_xyz", "read", "read_atomref", "read_uncharacterized"]
+__all__ = [
+    "ATOMREF_HARTREE",
+    "TARGETS",
+    "parse_xyz",
+    "read",
+    "read_atomref",
+    "read_uncharacterized",
+]
 
 PYG_HARTREE_TO_EV = 27.211386246
 """Hartree in eV as PyG's QM9 converts (``HAR2EV``)."""
@@ -76,7 +83,9 @@ def parse_xyz(
         raise DataError(source, None, "first line must be the atom count") from None
     head = lines[1].split() if len(lines) > 1 else []
     if len(head) < 17 or head[0] != "gdb":
-        raise DataError(source, None, f"line 2 must be 'gdb idx' + 15 properties, got {len(head)} fields")
+        raise DataError(
+            source, None, f"line 2 must be 'gdb idx' + 15 properties, got {len(head)} fields"
+        )
     try:
         idx = int(head[1])
         A, B, C, mu, alpha, homo, lumo, gap, r2, zpve, u0, u, h, g, cv = map(_num, head[2:17])
@@ -88,7 +97,9 @@ def parse_xyz(
     for i, line in enumerate(lines[2 : 2 + na]):
         tok = line.split()
         if len(tok) < 4 or tok[0] not in _SYMBOLS:
-            raise DataError(source, idx, f"atom line {i + 3} is not 'element x y z q': {line!r:.60}")
+            raise DataError(
+                source, idx, f"atom line {i + 3} is not 'element x y z q': {line!r:.60}"
+            )
         z[i] = _SYMBOLS[tok[0]]
         try:
             pos[i] = [_num(t) for t in tok[1:4]]
@@ -213,7 +224,10 @@ def _iterate(path: Path, skip: set[int], refs, validate: bool, on_error: OnError
             report(DataError(source, idx, f"file name says molecule {int(m.group(1))}"), on_error)
             continue
         if idx in seen:
-            report(DataError(source, idx, f"molecule {idx} appears twice (also in {seen[idx]})"), on_error)
+            report(
+                DataError(source, idx, f"molecule {idx} appears twice (also in {seen[idx]})"),
+                on_error,
+            )
             continue
         seen[idx] = source
         if idx not in skip:

@@ -38,7 +38,9 @@ def files(path: str | Path) -> tuple[Path, Path]:
     props, structs = base / PROPERTIES, base / STRUCTURES
     for f in (props, structs):
         if not f.is_file():
-            raise DataError(f, None, "QMOF file not found (need qmof.json and qmof_structure_data.json)")
+            raise DataError(
+                f, None, "QMOF file not found (need qmof.json and qmof_structure_data.json)"
+            )
     return props, structs
 
 
@@ -67,15 +69,22 @@ def _iterate(props: Path, structs: Path, validate: bool, on_error: OnError):
             return
         if p is _END or s is _END:
             short = props if p is _END else structs
-            raise DataError(short, i, f"{short.name} ends at entry {i}; the two lists must be equally long")
+            raise DataError(
+                short, i, f"{short.name} ends at entry {i}; the two lists must be equally long"
+            )
         qid = _get(p, "qmof_id")
         try:
             if qid is None or _get(s, "qmof_id") != qid:
                 raise DataError(
-                    structs, i, f"qmof_id {_get(s, 'qmof_id')!r} does not match {qid!r} in {props.name}"
+                    structs,
+                    i,
+                    f"qmof_id {_get(s, 'qmof_id')!r} does not match {qid!r} in {props.name}",
                 )
             z, pos, cell, pbc = parse_structure(_get(s, "structure"), structs, qid, coords="xyz")
-            gap, energy = _get(p, "outputs", "pbe", "bandgap"), _get(p, "outputs", "pbe", "energy_total")
+            gap, energy = (
+                _get(p, "outputs", "pbe", "bandgap"),
+                _get(p, "outputs", "pbe", "energy_total"),
+            )
             if not isinstance(gap, int | float) or isinstance(gap, bool):
                 raise DataError(props, qid, f"outputs.pbe.bandgap is not a number: {gap!r:.40}")
         except DataError as err:

@@ -38,7 +38,9 @@ _ENERGY = {"hartree": JMP_HARTREE_TO_EV, "ha": JMP_HARTREE_TO_EV, "ev": 1.0}
 def _factor(table: dict[str, float], unit: str | None, default: str, path, where, name) -> float:
     unit = default if unit is None else unit
     if unit not in table:
-        raise DataError(path, where, f"{name} has unsupported units {unit!r} (know {sorted(table)})")
+        raise DataError(
+            path, where, f"{name} has unsupported units {unit!r} (know {sorted(table)})"
+        )
     return table[unit]
 
 
@@ -78,12 +80,25 @@ def _iterate(path: Path, validate: bool, on_error: OnError) -> Iterator[AtomsRec
                 n = check_frames(
                     path, mol, len(z), {"conformations": pos, "dft_total_gradient": grad}, per_frame
                 )
-                length = _factor(_LENGTH, unit_attr(group, "conformations"), "bohr", path, mol,
-                                 "conformations")
-                e_f = _factor(_ENERGY, unit_attr(group, "dft_total_energy"), "hartree", path, mol,
-                              "dft_total_energy")
-                f_f = _factor(_ENERGY, unit_attr(group, "formation_energy"), "hartree", path, mol,
-                              "formation_energy")
+                length = _factor(
+                    _LENGTH, unit_attr(group, "conformations"), "bohr", path, mol, "conformations"
+                )
+                e_f = _factor(
+                    _ENERGY,
+                    unit_attr(group, "dft_total_energy"),
+                    "hartree",
+                    path,
+                    mol,
+                    "dft_total_energy",
+                )
+                f_f = _factor(
+                    _ENERGY,
+                    unit_attr(group, "formation_energy"),
+                    "hartree",
+                    path,
+                    mol,
+                    "formation_energy",
+                )
                 g_f = _gradient_factor(unit_attr(group, "dft_total_gradient"), path, mol)
             except DataError as err:
                 report(err, on_error)

@@ -55,7 +55,9 @@ def _iterate(path: Path, split: str | None, validate: bool, on_error: OnError):
         missing = [s for s in splits if not isinstance(f.get(s), h5py.Group)]
         if not splits or missing:
             raise DataError(
-                path, None, f"no {missing or 'train/val/test or data'} group (found {sorted(f.keys())})"
+                path,
+                None,
+                f"no {missing or 'train/val/test or data'} group (found {sorted(f.keys())})",
             )
         for s in splits:
             for formula, fgroup in f[s].items():
@@ -63,8 +65,9 @@ def _iterate(path: Path, split: str | None, validate: bool, on_error: OnError):
                     report(DataError(path, f"{s}/{formula}", "not a formula group"), on_error)
                     continue
                 for rxn, group in fgroup.items():
-                    yield from _reaction(path, f"{s}/{formula}/{rxn}", group, e_key, f_key,
-                                         validate, on_error)
+                    yield from _reaction(
+                        path, f"{s}/{formula}/{rxn}", group, e_key, f_key, validate, on_error
+                    )
 
 
 def _reaction(

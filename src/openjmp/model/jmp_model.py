@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
 from openjmp.model.embedding import AtomEmbedding
+from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.backbone import GemNetOCBackbone
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
@@ -155,6 +156,7 @@ class JMPModel(nn.Module):
             graph = gemnet_graph(batch, pos)
             h = self.embedding(batch.atomic_numbers)
             out = self.backbone(h, graph)
+            _, mode_f = self.backbone.checkpoint_modes(graph)
             results: dict[str, Tensor] = {}
             for name, head in self.heads.items():
                 if isinstance(head, EnergyHead):
@@ -163,7 +165,9 @@ class JMPModel(nn.Module):
                     results[name] = head(out.energy, graph.batch, graph.num_graphs)
                 elif isinstance(head, DirectForceHead):
                     assert out.forces is not None
-                    results[name] = head(out.forces, out.V_st, out.idx_t, graph.num_atoms)
+                    results[name] = checkpointing.run(
+                        mode_f, head, out.forces, out.V_st, out.idx_t, graph.num_atoms
+                    )
             if create_graph is None:
                 create_graph = self.training
             names = list(grad_heads)

@@ -77,7 +77,9 @@ def run(job: Job) -> Conformer:
             forces=p.forces,
             dropped=dropped,
         )
-    raise RuntimeError(f"{NAME}: no usable conformer of {job.molecule} in {_TRIES} draws (job {job.index})")
+    raise RuntimeError(
+        f"{NAME}: no usable conformer of {job.molecule} in {_TRIES} draws (job {job.index})"
+    )
 
 
 def plan(scale: float, seed: int) -> list[Job]:

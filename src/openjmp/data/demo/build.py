@@ -4,6 +4,8 @@ Re-running with the same arguments on a complete corpus does nothing. A corpus d
 with another scale or seed is refused with a `ConfigError` (never silently mixed or
 overwritten): pick another directory or delete the old one. A corpus that is incomplete (no
 manifest: an interrupted run) or damaged (a listed file missing or resized) is rebuilt.
+``OUT`` may hold other files: make_demo owns only its set directories, ``manifest.json``,
+``README.txt`` and its hidden ``.<set>.tmp-*``/``.<set>.old-*`` work directories.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from openjmp.data.demo.manifest import (
     read_manifest,
     verify_manifest,
     write_json_atomic,
+    write_text_atomic,
 )
 from openjmp.data.demo.parallel import JobPool
 from openjmp.data.demo.spec import DemoSet
@@ -106,6 +109,14 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
+def _remove_stale_work_dirs(out: Path) -> None:
+    """Delete work directories an interrupted build left behind (``.<set>.tmp-*``, ``.old-*``)."""
+    for name in SETS:
+        for stale in [*out.glob(f".{name}.tmp-*"), *out.glob(f".{name}.old-*")]:
+            if stale.is_dir():
+                shutil.rmtree(stale)
+
+
 def _write_set(spec: DemoSet, results: Sequence[Any], out: Path, seed: int) -> dict[str, Any]:
     tmp = out / f".{spec.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -157,6 +168,8 @@ def make_demo(
     if unknown:
         raise ConfigError(f"make_demo: unknown sets {unknown}; known: {list(SETS)}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"make_demo: {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST_NAME
     if manifest.exists():
@@ -165,6 +178,7 @@ def make_demo(
         if sets is not None:
             _existing_corpus(manifest, scale, seed)  # raises on other scale/seed
         manifest.unlink()  # the corpus is being rebuilt: it is incomplete until the end
+    _remove_stale_work_dirs(out)
 
     started = time.perf_counter()
     entries: dict[str, Any] = {}
@@ -194,8 +208,7 @@ def make_demo(
             entries[name] = _write_set(spec, results, out, seed)
             entries[name]["seconds"] = round(time.perf_counter() - t0, 2)
 
-    readme = out / "README.txt"
-    readme.write_text(README, encoding="utf-8")
+    write_text_atomic(out / "README.txt", README)
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

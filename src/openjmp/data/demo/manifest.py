@@ -52,19 +52,24 @@ def generator_versions() -> dict[str, str]:
     return out
 
 
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` as JSON through a temporary file in the same directory and `os.replace`."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file in the same directory and `os.replace` (mode 644)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, sort_keys=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` as indented JSON, atomically."""
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -89,7 +94,9 @@ def verify_manifest(path: Path, checksums: bool = True) -> list[str]:
             if not p.is_file():
                 problems.append(f"{name}: {rel} is missing")
             elif p.stat().st_size != info["bytes"]:
-                problems.append(f"{name}: {rel} has {p.stat().st_size} bytes, expected {info['bytes']}")
+                problems.append(
+                    f"{name}: {rel} has {p.stat().st_size} bytes, expected {info['bytes']}"
+                )
             elif checksums and sha256(p) != info["sha256"]:
                 problems.append(f"{name}: {rel} checksum differs")
     return problems

@@ -110,7 +110,9 @@ def run(job: Job) -> System:
     movable = system.get_tags() > 0
     system.positions[movable] += rng.normal(0, 0.08, size=(int(movable.sum()), 3))
     kind = "relax" if rng.random() < 0.6 else "md"
-    frames = emt_trajectory(system, kind, FRAMES_PER_SYSTEM, rng, temperature_k=rng.uniform(300, 900))
+    frames = emt_trajectory(
+        system, kind, FRAMES_PER_SYSTEM, rng, temperature_k=rng.uniform(300, 900)
+    )
     mu = gas_references()
     ref = e_slab + sum(mu[s] for s in system.get_chemical_symbols()[len(slab) :])
     fixed = np.zeros(len(system), dtype=bool)
@@ -171,14 +173,23 @@ def write(results: Sequence[System], directory: Path, seed: int) -> WrittenSet:
     files = write_s2ef_split(directory / "s2ef" / "train", lmdb_entries(train_sys, False))
     files += write_s2ef_split(directory / "s2ef" / "val_id", lmdb_entries(val_sys, False))
     ref_path = directory / "oc20_ref.pkl"
-    ref_path.write_bytes(pickle.dumps({f"random{s.sid}": float(s.reference) for s in results}, protocol=4))
+    ref_path.write_bytes(
+        pickle.dumps({f"random{s.sid}": float(s.reference) for s in results}, protocol=4)
+    )
     files.append(ref_path)
     n_train = sum(len(s.frames) for s in train_sys)
     n_val = sum(len(s.frames) for s in val_sys)
     return WrittenSet(
         files=files,
-        counts={"systems": len(results), "structures": n_train + n_val, "train": n_train, "val_id": n_val},
-        notes={"y": "adsorption energy (eV); add oc20_ref.pkl[f'random{sid}'] for the total energy"},
+        counts={
+            "systems": len(results),
+            "structures": n_train + n_val,
+            "train": n_train,
+            "val_id": n_val,
+        },
+        notes={
+            "y": "adsorption energy (eV); add oc20_ref.pkl[f'random{sid}'] for the total energy"
+        },
     )
 
 

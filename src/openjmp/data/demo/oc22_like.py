@@ -80,7 +80,9 @@ def run(job: Job) -> System:
         atoms.set_cell(atoms.cell.array @ (strain + strain.T) / 2, scale_atoms=True)
         atoms.rattle(0.05, seed=int(rng.integers(2**31)))
         atoms.set_tags(2)
-        frames = emt_trajectory(atoms, "md", FRAMES_PER_SYSTEM, rng, temperature_k=rng.uniform(300, 1200))
+        frames = emt_trajectory(
+            atoms, "md", FRAMES_PER_SYSTEM, rng, temperature_k=rng.uniform(300, 1200)
+        )
         fixed = np.zeros(len(atoms), dtype=bool)
         label = "bulk"
     else:

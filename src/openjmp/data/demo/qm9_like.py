@@ -44,9 +44,11 @@ _HARTREE_EV = 27.211386245988  # only to convert eV energies back to QM9's Hartr
 
 @dataclass(frozen=True)
 class Job:
+    """Molecule job; ``molecule=None`` asks for the free-atom table (run in a worker too)."""
+
     seed: int
     index: int
-    molecule: str
+    molecule: str | None
 
 
 def rotational_constants_ghz(atoms: Atoms) -> tuple[float, float, float]:
@@ -107,8 +109,10 @@ def free_atom_energies() -> dict[int, float]:
     return out
 
 
-def run(job: Job) -> QM9Molecule:
-    """One rattled molecule with its QM9 header properties."""
+def run(job: Job) -> QM9Molecule | dict[int, float]:
+    """One rattled molecule with its QM9 header properties (or the free-atom energies)."""
+    if job.molecule is None:
+        return free_atom_energies()
     rng = job_rng(job.seed, NAME, job.index)
     base = load_molecule(job.molecule)
     for _ in range(_TRIES):
@@ -152,14 +156,20 @@ def plan(scale: float, seed: int) -> list[Job]:
     names = g2_chno_names()
     n = scaled(MOLECULES_AT_SCALE_1, scale, 8)
     order = job_rng(seed, f"{NAME}/order", 0).permutation(n)
-    return [Job(seed, i, names[int(order[i]) % len(names)]) for i in range(n)]
+    jobs = [Job(seed, -1, None)]
+    return jobs + [Job(seed, i, names[int(order[i]) % len(names)]) for i in range(n)]
 
 
-def write(results: Sequence[QM9Molecule], directory: Path, seed: int) -> WrittenSet:
-    files = write_qm9(directory, results, free_atom_energies())
+def write(
+    results: Sequence[QM9Molecule | dict[int, float]], directory: Path, seed: int
+) -> WrittenSet:
+    atom_energies, molecules = results[0], list(results[1:])
+    if not isinstance(atom_energies, dict) or any(isinstance(m, dict) for m in molecules):
+        raise RuntimeError(f"{NAME}: the free-atom job must come first, and only once")
+    files = write_qm9(directory, molecules, atom_energies)
     return WrittenSet(
         files=files,
-        counts={"structures": len(results), "molecules": len({m.smiles for m in results})},
+        counts={"structures": len(molecules), "molecules": len({m.smiles for m in molecules})},
         notes={
             "computed": "homo, lumo, gap, mu, alpha (finite field), A, B, C, U0=U=H=G (xTB energy)",
             "placeholders": "zpve=0 and Cv=0 (no vibrational analysis); r2 from Mulliken populations",

@@ -34,10 +34,7 @@ ADSORBATES: dict[str, tuple[str, list[tuple[float, float, float]]]] = {
     "CH3": (
         "CH3",
         [(0, 0, 0)]
-        + [
-            (1.03 * np.cos(p), 1.03 * np.sin(p), 0.36)
-            for p in (0.0, 2 * np.pi / 3, 4 * np.pi / 3)
-        ],
+        + [(1.03 * np.cos(p), 1.03 * np.sin(p), 0.36) for p in (0.0, 2 * np.pi / 3, 4 * np.pi / 3)],
     ),
     "NH2": ("NH2", [(0, 0, 0), (0.82, 0, 0.58), (-0.82, 0, 0.58)]),
     "H2O": ("OH2", [(0, 0, 0), (0.76, 0, 0.59), (-0.76, 0, 0.59)]),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, CalculationFailed, all_changes
+from ase.calculators.calculator import CalculationFailed, Calculator, all_changes
 from ase.units import Bohr, Debye, Hartree
 
 METHOD = "GFN2-xTB"
@@ -59,7 +59,9 @@ class XTBCalculator(Calculator):
         super().calculate(atoms, properties or ["energy"], system_changes)
         assert self.atoms is not None
         if self.atoms.pbc.any():
-            raise CalculationFailed("GFN2-xTB labels are made for molecules only (pbc must be False)")
+            raise CalculationFailed(
+                "GFN2-xTB labels are made for molecules only (pbc must be False)"
+            )
         from tblite.interface import Calculator as TBCalculator
 
         pos_bohr = self.atoms.positions / Bohr
@@ -72,7 +74,11 @@ class XTBCalculator(Calculator):
         else:
             self._xtb.update(pos_bohr)
         try:
-            res = self._xtb.singlepoint(self._res) if self._res is not None else self._xtb.singlepoint()
+            res = (
+                self._xtb.singlepoint(self._res)
+                if self._res is not None
+                else self._xtb.singlepoint()
+            )
         except RuntimeError as exc:  # TBLiteRuntimeError: SCF not converged, ...
             self._xtb, self._res = None, None
             raise CalculationFailed(f"{METHOD}: {exc}") from exc

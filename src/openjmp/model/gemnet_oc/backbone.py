@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.bases import Bases
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph
@@ -71,6 +72,18 @@ class GemNetOCBackbone(nn.Module):
             self.out_mlp_F = FinalMLP(
                 c.emb_size_edge, c.num_blocks, c.num_global_out_layers, c.activation
             )
+        self.memory_efficient = True
+        """Checkpoint activations while training without gradient forces (see `checkpointing`)."""
+
+    def checkpoint_modes(self, graph: GemNetGraph) -> tuple[checkpointing.Mode, checkpointing.Mode]:
+        """(mode of the energy path, mode of the force branch) for this forward pass."""
+        if (
+            not self.memory_efficient
+            or not torch.is_grad_enabled()
+            or graph.main.distance.requires_grad  # gradient forces need double backward
+        ):
+            return "off", "off"
+        return "selective", "full"
 
     # ------------------------------------------------------------ scale factors
     def scale_factors(self) -> dict[str, ScaleFactor]:
@@ -100,21 +113,23 @@ class GemNetOCBackbone(nn.Module):
     def forward(self, h: Tensor, graph: GemNetGraph) -> BackboneOutput:
         """h (N, emb_atom) initial atom features, ``graph`` the batch's graphs -> `BackboneOutput`."""
         idx_t = graph.main.edge_index[1]
+        mode_e, mode_f = self.checkpoint_modes(graph)
+        run = checkpointing.run
         bases = self.bases(h, graph)
         m = bases.m
 
         want_f = self.regress_forces
-        xs_e = [self.out_blocks[0].forward_energy(h, m, bases.rbf_out, idx_t)]
-        xs_f = [self.out_blocks[0].forward_forces(m, bases.rbf_out)] if want_f else []
-        for i, block in enumerate(self.int_blocks):
-            h, m = block(h, m, bases, graph)
-            out = self.out_blocks[i + 1]
-            xs_e.append(out.forward_energy(h, m, bases.rbf_out, idx_t))
+        xs_e, xs_f = [], []
+        for i in range(self.num_blocks + 1):
+            if i > 0:
+                h, m = run(mode_e, self.int_blocks[i - 1], h, m, bases, graph)
+            out = self.out_blocks[i]
+            xs_e.append(run(mode_e, out.forward_energy, h, m, bases.rbf_out, idx_t))
             if want_f:
-                xs_f.append(out.forward_forces(m, bases.rbf_out))
+                xs_f.append(run(mode_f, out.forward_forces, m, bases.rbf_out))
 
-        x_f = self.out_mlp_F(torch.cat(xs_f, dim=-1)) if want_f else None
-        x_e = self.out_mlp_E(torch.cat(xs_e, dim=-1)) if self.regress_energy else None
+        x_f = run(mode_f, self.out_mlp_F, *xs_f) if want_f else None
+        x_e = self.out_mlp_E(*xs_e) if self.regress_energy else None
         return BackboneOutput(
             energy=x_e,
             forces=x_f,

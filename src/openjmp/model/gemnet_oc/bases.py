@@ -17,6 +17,7 @@ from openjmp.model.gemnet_oc.efficient import BasisEmbedding
 from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph, GraphGeometry, Quadruplets
 from openjmp.model.gemnet_oc.layers import Dense
 from openjmp.model.gemnet_oc.radial import RadialBasis
+from openjmp.model.gemnet_oc.segment import PaddedBasis, SegmentPlan
 from openjmp.model.gemnet_oc.spherical import CircularBasisLayer, SphericalBasisLayer
 
 
@@ -61,30 +62,37 @@ class EdgeEmbedding(nn.Module):
 @dataclass(frozen=True, slots=True)
 class TripletBases:
     """rad (E_src, emb_rbf) for the input edges; rad_w (n_out, emb_cbf, S) radial part of the
-    angular basis per output edge; cir (T, S) circular basis per triplet."""
+    angular basis per output edge; cir the circular basis of the triplets (T, S) laid out for
+    ``plan`` (triplets -> output edges, x rows = input edges)."""
 
     rad: Tensor
     rad_w: Tensor
-    cir: Tensor
+    cir: PaddedBasis
+    plan: SegmentPlan
 
 
 @dataclass(frozen=True, slots=True)
 class QuadBases:
     """rad (E, emb_rbf); cir (T_in, emb_cbf) embedded circular basis of the input triplets;
-    rad_w (E, emb_sbf, S * S); sph_phi (T_out, S) and sph_theta (Q, S) the two factors of the
-    ``legendre_outer`` basis (index l_φ * S + l_θ)."""
+    rad_w (E, emb_sbf, S * S); the two factors of the ``legendre_outer`` basis (index
+    l_φ * S + l_θ): sph_theta (Q, S) laid out for ``plan_trip`` (quadruplets -> output
+    triplets, x rows = input triplets) and sph_phi (T_out, S) for ``plan_edge`` (output
+    triplets -> main edges)."""
 
     rad: Tensor
     cir: Tensor
     rad_w: Tensor
-    sph_phi: Tensor
-    sph_theta: Tensor
+    sph_phi: PaddedBasis
+    sph_theta: PaddedBasis
+    plan_trip: SegmentPlan
+    plan_edge: SegmentPlan
 
 
 @dataclass(frozen=True, slots=True)
 class BasesOutput:
     """m (E, emb_edge) initial edge embedding; rbf_h, rbf_out (E, emb_rbf) for the atom-update
-    and output blocks; the four interaction bases; a2a_rad (E_a2a, emb_rbf)."""
+    and output blocks; the four interaction bases; a2a_rad (E_a2a, emb_rbf) laid out for
+    ``a2a_plan`` (a2a edges -> target atoms, x rows = source atoms)."""
 
     m: Tensor
     rbf_h: Tensor
@@ -93,7 +101,8 @@ class BasesOutput:
     qint: QuadBases
     a2e: TripletBases
     e2a: TripletBases
-    a2a_rad: Tensor
+    a2a_rad: PaddedBasis
+    a2a_plan: SegmentPlan
 
 
 def quad_angles(
@@ -208,27 +217,47 @@ class Bases(nn.Module):
 
         rad_a2a = self.radial_basis_aint(g.a2a.distance)
 
-        # shared down-projections
+        # shared down-projections, and the bases laid out for their aggregations
+        n, e, e_aee = g.num_atoms, main.num_edges, aee.num_edges
+        t_out = quad.triplet_out_out.shape[0]
         rad_w_cbf_qint = self.mlp_cbf_qint(rad_cir_qint)  # (E_qint, emb_cbf, S)
         cir_qint_emb = torch.bmm(
             rad_w_cbf_qint.index_select(0, quad.triplet_in_out), cir_qint[:, :, None]
         ).squeeze(-1)  # (T_in, emb_cbf)
+        plan_trip = SegmentPlan.build(quad.trip_out_to_quad, t_out, quad.trip_in_to_quad)
+        plan_edge = SegmentPlan.build(quad.triplet_out_out, e, None)
         qint = QuadBases(
             rad=self.mlp_rbf_qint(rad_main),
             cir=cir_qint_emb,
             rad_w=self.mlp_sbf_qint(rad_sph_qint),
-            sph_phi=sph_phi,
-            sph_theta=sph_theta,
+            sph_phi=plan_edge.pad_basis(sph_phi),
+            sph_theta=plan_trip.pad_basis(sph_theta),
+            plan_trip=plan_trip,
+            plan_edge=plan_edge,
         )
+        plan_a2e = SegmentPlan.build(g.trip_a2e.out, e, g.trip_a2e.in_)
         a2e = TripletBases(
-            rad=self.mlp_rbf_aeint(rad_aee), rad_w=self.mlp_cbf_aeint(rad_cir_a2e), cir=cir_a2e
+            rad=self.mlp_rbf_aeint(rad_aee),
+            rad_w=self.mlp_cbf_aeint(rad_cir_a2e),
+            cir=plan_a2e.pad_basis(cir_a2e),
+            plan=plan_a2e,
         )
+        plan_e2a = SegmentPlan.build(g.trip_e2a.out, e_aee, g.trip_e2a.in_)
         e2a = TripletBases(
-            rad=self.mlp_rbf_eaint(rad_main), rad_w=self.mlp_cbf_eaint(rad_cir_e2a), cir=cir_e2a
+            rad=self.mlp_rbf_eaint(rad_main),
+            rad_w=self.mlp_cbf_eaint(rad_cir_e2a),
+            cir=plan_e2a.pad_basis(cir_e2a),
+            plan=plan_e2a,
         )
+        plan_e2e = SegmentPlan.build(g.trip_e2e.out, e, g.trip_e2e.in_)
         e2e = TripletBases(
-            rad=self.mlp_rbf_tint(rad_main), rad_w=self.mlp_cbf_tint(rad_cir_e2e), cir=cir_e2e
+            rad=self.mlp_rbf_tint(rad_main),
+            rad_w=self.mlp_cbf_tint(rad_cir_e2e),
+            cir=plan_e2e.pad_basis(cir_e2e),
+            plan=plan_e2e,
         )
+        a2a_index = g.a2a.edge_index
+        a2a_plan = SegmentPlan.build(a2a_index[1], n, a2a_index[0])
         return BasesOutput(
             m=self.edge_emb(h, rad_main, main.edge_index),
             rbf_h=self.mlp_rbf_h(rad_main),
@@ -237,5 +266,6 @@ class Bases(nn.Module):
             qint=qint,
             a2e=a2e,
             e2a=e2a,
-            a2a_rad=self.mlp_rbf_aint(rad_a2a),
+            a2a_rad=a2a_plan.pad_basis(self.mlp_rbf_aint(rad_a2a)),
+            a2a_plan=a2a_plan,
         )

@@ -78,7 +78,7 @@ class InteractionBlock(nn.Module):
             m, bases.e2a, g.trip_e2a, g.id_swap, g.a2ee2a.num_edges,
             agg2_idx=g.a2ee2a.edge_index[1], agg2_size=num_atoms,
         )  # fmt: skip
-        h_a2a = self.atom_interaction(h, bases.a2a_rad, g.a2a.edge_index)
+        h_a2a = self.atom_interaction(h, bases.a2a_rad, bases.a2a_plan, g.a2a.edge_index)
 
         x = (x_skip + x_e2e + x_qint + x_a2e) * _INV_SQRT_4
         h = (h + h_e2a + h_a2a) * _INV_SQRT_3

@@ -19,7 +19,7 @@ from openjmp.model.gemnet_oc.bases import QuadBases, TripletBases
 from openjmp.model.gemnet_oc.efficient import EfficientInteractionBilinear
 from openjmp.model.gemnet_oc.graph_inputs import Quadruplets, Triplets
 from openjmp.model.gemnet_oc.layers import INV_SQRT_2, Dense, ScaleFactor
-from openjmp.model.gemnet_oc.segment import gather_outer_sum
+from openjmp.model.gemnet_oc.segment import PaddedBasis, SegmentPlan
 
 
 class TripletInteraction(nn.Module):
@@ -76,7 +76,7 @@ class TripletInteraction(nn.Module):
         x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases.rad), ref=x_ba)
         x_ba = self.down_projection(x_ba)  # (E_src, trip_in)
 
-        agg = gather_outer_sum(bases.cir, x_ba, idx.in_, idx.out, n_out)  # (n_out, S, trip_in)
+        agg = bases.plan.aggregate(bases.cir, x_ba)  # (n_out, S, trip_in)
         agg = bases.rad_w @ agg  # (n_out, emb_cbf, trip_in)
         if agg2_idx is not None:
             assert agg2_size is not None
@@ -132,13 +132,11 @@ class QuadrupletInteraction(nn.Module):
         x_db = self.scale_cbf(x_db * self.mlp_cbf(bases.cir), ref=x_db)
 
         num_trip_out = idx.triplet_out_out.shape[0]
-        s = bases.sph_theta.shape[1]
+        s = bases.sph_theta.width
         # per output triplet: sum over its quadruplets of Y(θ) ⊗ x -> (T_out, S, quad_in)
-        z = gather_outer_sum(
-            bases.sph_theta, x_db, idx.trip_in_to_quad, idx.trip_out_to_quad, num_trip_out
-        )
+        z = bases.plan_trip.aggregate(bases.sph_theta, x_db)
         # per main edge: sum over its output triplets of Y(φ) ⊗ z -> (E, S, S * quad_in)
-        w = gather_outer_sum(bases.sph_phi, z.reshape(num_trip_out, -1), None, idx.triplet_out_out, num_edges)
+        w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, -1))
         w = w.reshape(num_edges, s * s, -1)  # index l_φ * S + l_θ
         x = self.mlp_sbf(bases.rad_w @ w)  # (E, quad_out)
         x = self.scale_sbf_sum(x, ref=lambda: x_db.index_select(0, idx.trip_in_to_quad))
@@ -167,11 +165,12 @@ class PairInteraction(nn.Module):
         self.down_projection = Dense(emb_size_atom, emb_size_pair_in, activation=activation)
         self.up_projection = Dense(emb_size_pair_out, emb_size_atom, activation=activation)
 
-    def forward(self, h: Tensor, rad: Tensor, edge_index: Tensor) -> Tensor:
-        """h (N, A), rad (E_a2a, emb_rbf), edge_index (2, E_a2a) -> (N, A)."""
+    def forward(self, h: Tensor, rad: PaddedBasis, plan: SegmentPlan, edge_index: Tensor) -> Tensor:
+        """h (N, A), rad (E_a2a, emb_rbf) laid out for ``plan`` (a2a edges -> targets),
+        edge_index (2, E_a2a) -> (N, A)."""
         num_atoms = h.shape[0]
         x_b = self.down_projection(h)  # (N, pair_in)
-        agg = gather_outer_sum(rad, x_b, edge_index[0], edge_index[1], num_atoms)
+        agg = plan.aggregate(rad, x_b)
         h_out = self.bilinear(agg.reshape(num_atoms, -1))
         h_out = self.scale_rbf_sum(h_out, ref=lambda: x_b.index_select(0, edge_index[0]))
         return self.up_projection(h_out)

@@ -6,6 +6,7 @@ sets appear in state dicts, as in the authors' checkpoints.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from openjmp.model.gemnet_oc.layers import INV_SQRT_2, Dense, ResidualLayer, ScaleFactor
@@ -102,7 +103,11 @@ class OutputBlock(AtomUpdateBlock):
 
 
 class FinalMLP(nn.Module):
-    """Dense(emb * (num_blocks + 1) -> emb) and residual layers, on the concatenated block outputs."""
+    """Dense(emb * (num_blocks + 1) -> emb) and residual layers, on the concatenated block outputs.
+
+    The first layer is applied block by block (its weight split into num_blocks + 1 column
+    blocks), so the (rows, emb * (num_blocks + 1)) concatenation is never formed.
+    """
 
     def __init__(
         self, emb_size: int, num_blocks: int, num_global_out_layers: int, activation: str | None
@@ -113,5 +118,15 @@ class FinalMLP(nn.Module):
             *[ResidualLayer(emb_size, activation=activation) for _ in range(num_global_out_layers)],
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out_mlp(x)
+    def forward(self, *xs: Tensor) -> Tensor:
+        """num_blocks + 1 tensors (rows, emb) -> (rows, emb)."""
+        first: Dense = self.out_mlp[0]  # type: ignore[assignment]
+        w = first.linear.weight
+        width = xs[0].shape[1]
+        z = xs[0] @ w[:, :width].T
+        for k, x in enumerate(xs[1:], start=1):
+            z = torch.addmm(z, x, w[:, k * width : (k + 1) * width].T)
+        x = first.activation(z)
+        for layer in list(self.out_mlp)[1:]:
+            x = layer(x)
+        return x

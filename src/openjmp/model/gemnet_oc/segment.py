@@ -1,54 +1,120 @@
 """Gather-multiply-aggregate, the one sparse primitive of the GemNet-OC interactions.
 
-    out[o, s, d] = sum over p with idx_out[p] == o of  y[p, s] * x[idx_x[p], d]
+    out[o, s, d] = sum over pairs p with idx_out[p] == o of  y[p, s] * x[idx_x[p], d]
 
-The authors evaluate this by scattering the gathered rows into a zero-padded
-(outputs, max neighbours, features) tensor and multiplying with a padded basis; here it is a
-chunked ``index_add_`` of outer products, which never materialises the padded tensors nor the
-full (P, S, D) product. Plain differentiable torch ops, so gradients of any order flow to
-``y`` and ``x``; autograd keeps only index slices and views of ``y`` (and the gathered rows of
-``x`` when ``y`` needs a gradient).
+The authors scatter every pair into one zero-padded (outputs, max pairs per output, ·) tensor
+and multiply it with an equally padded basis. A `SegmentPlan` does the same as a batched
+matrix product, but over *chunks* of output rows sorted by their number of pairs, each chunk
+padded only to its own longest row. Memory stays bounded by the chunk size, padding waste is
+small, and the work is one gather of ``x`` rows plus a `torch.bmm` per chunk: the (P, S, D)
+outer products are never formed. The plan depends only on the indices, so it is built once per
+batch and reused by every interaction block, with the basis ``y`` padded once (`pad_basis`).
+
+Everything is plain differentiable torch (gradients of any order flow to ``y`` and ``x``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-# Elements of one (rows, S, D) product chunk: 2^21 (8 MiB in float32) stays cache friendly.
-CHUNK_ELEMENTS = 1 << 21
+# Padded pairs per chunk: 2^15 rows of the padded gather (x 64 features = 8 MiB in float32).
+CHUNK_PAIRS = 1 << 15
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentPlan:
+    """How to aggregate the pairs of a sorted index into ``n_out`` rows.
+
+    Attributes:
+        n_out: number of output rows.
+        num_pairs: P.
+        rows: per chunk, (n_c,) int64 output rows (rows without pairs are in no chunk).
+        x_index: per chunk, (n_c, K_c) int64 row of ``x`` of every slot; padding slots read
+            row 0 (their basis weight is zero, so finite inputs contribute nothing).
+        pair_index: per chunk, (n_c, K_c) int64 pair of every slot; padding slots point to P.
+    """
+
+    n_out: int
+    num_pairs: int
+    rows: tuple[Tensor, ...]
+    x_index: tuple[Tensor, ...]
+    pair_index: tuple[Tensor, ...]
+
+    @staticmethod
+    def build(
+        idx_out: Tensor,
+        n_out: int,
+        idx_x: Tensor | None,
+        *,
+        chunk_pairs: int = CHUNK_PAIRS,
+    ) -> SegmentPlan:
+        """Plan for pairs with output rows ``idx_out`` (P,) and input rows ``idx_x`` (P,)
+        (None: pair p reads row p of x)."""
+        device = idx_out.device
+        num_pairs = int(idx_out.shape[0])
+        if idx_x is None:
+            idx_x = torch.arange(num_pairs, device=device)
+        if num_pairs > 1 and bool((idx_out[1:] < idx_out[:-1]).any()):
+            order = torch.argsort(idx_out, stable=True)
+            idx_out, idx_x = idx_out[order], idx_x[order]
+            pair_of = order
+        else:
+            pair_of = torch.arange(num_pairs, device=device)
+        counts = torch.bincount(idx_out, minlength=n_out)
+        starts = torch.cumsum(counts, 0) - counts
+        by_len = torch.argsort(counts, descending=True, stable=True)
+        counts_sorted = counts[by_len].tolist()
+        n_nonzero = int((counts > 0).sum())
+        x_ext = torch.cat([idx_x, idx_x.new_zeros(1)])  # padding reads row 0, weight 0
+        pair_ext = torch.cat([pair_of, pair_of.new_full((1,), num_pairs)])
+
+        rows, x_index, pair_index = [], [], []
+        i = 0
+        while i < n_nonzero:
+            k = counts_sorted[i]
+            j = min(n_nonzero, i + max(1, chunk_pairs // k))
+            r = by_len[i:j]
+            slots = torch.arange(k, device=device)
+            local = starts[r][:, None] + slots[None, :]
+            valid = slots[None, :] < counts[r][:, None]
+            local = torch.where(valid, local, num_pairs)  # -> the appended padding entry
+            rows.append(r)
+            x_index.append(x_ext[local])
+            pair_index.append(pair_ext[local])
+            i = j
+        return SegmentPlan(n_out, num_pairs, tuple(rows), tuple(x_index), tuple(pair_index))
+
+    def pad_basis(self, y: Tensor) -> PaddedBasis:
+        """Per-pair weights (P, S) -> per chunk (n_c, S, K_c), zero in padding slots."""
+        y_ext = torch.cat([y, y.new_zeros(1, y.shape[1])])
+        return PaddedBasis(tuple(y_ext[p].transpose(1, 2) for p in self.pair_index), y.shape[1])
+
+    def aggregate(self, y: PaddedBasis, x: Tensor) -> Tensor:
+        """``out[o] = sum_p y[p] ⊗ x[idx_x[p]]``: padded basis from `pad_basis`, x (M, D)
+        -> (n_out, S, D)."""
+        d = x.shape[1]
+        out = x.new_zeros(self.n_out, y.width, d)
+        for yc, xi, rows in zip(y.chunks, self.x_index, self.rows):
+            xc = x.index_select(0, xi.reshape(-1)).view(xi.shape[0], xi.shape[1], d)
+            out.index_copy_(0, rows, torch.bmm(yc, xc))  # (n_c, S, K_c) @ (n_c, K_c, D)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PaddedBasis:
+    """A per-pair basis laid out for a `SegmentPlan`: chunks (n_c, width, K_c)."""
+
+    chunks: tuple[Tensor, ...]
+    width: int
 
 
 def gather_outer_sum(
-    y: Tensor,
-    x: Tensor,
-    idx_x: Tensor | None,
-    idx_out: Tensor,
-    n_out: int,
-    *,
-    chunk_elements: int = CHUNK_ELEMENTS,
+    y: Tensor, x: Tensor, idx_x: Tensor | None, idx_out: Tensor, n_out: int
 ) -> Tensor:
-    """Sum of outer products ``y[p] ⊗ x[idx_x[p]]`` into rows ``idx_out[p]``.
-
-    Args:
-        y: (P, S) per-pair weights (e.g. an angular basis).
-        x: (M, D) features; rows are picked by ``idx_x`` (or used in order if it is None, M = P).
-        idx_x: (P,) int64 rows of ``x``, or None.
-        idx_out: (P,) int64 output rows in [0, n_out).
-        n_out: number of output rows.
-
-    Returns:
-        (n_out, S, D) in the promoted dtype of ``y`` and ``x``.
-    """
-    num_pairs, s = y.shape
-    d = x.shape[1]
-    out = torch.zeros(n_out, s, d, dtype=torch.promote_types(y.dtype, x.dtype), device=x.device)
-    if num_pairs == 0:
-        return out
-    step = max(1, chunk_elements // max(1, s * d))
-    for start in range(0, num_pairs, step):
-        stop = min(start + step, num_pairs)
-        xs = x[start:stop] if idx_x is None else x.index_select(0, idx_x[start:stop])
-        prod = y[start:stop, :, None] * xs[:, None, :]
-        out.index_add_(0, idx_out[start:stop], prod)
-    return out
+    """One-off ``out[o, s, d] = sum_{p: idx_out[p] = o} y[p, s] x[idx_x[p], d]``:
+    y (P, S), x (M, D) -> (n_out, S, D). Prefer a reused `SegmentPlan` in loops."""
+    plan = SegmentPlan.build(idx_out, n_out, idx_x)
+    return plan.aggregate(plan.pad_basis(y), x)

@@ -91,7 +91,7 @@ def _legacy_storage_bytes(flat: np.ndarray) -> bytes:
 
 
 def _tensor(a: np.ndarray) -> _Reduce:
-    a = np.ascontiguousarray(a)
+    a = np.array(a, order="C", copy=None)  # (not ascontiguousarray: it makes 0-d arrays 1-d)
     if a.dtype not in _STORAGE_CLASS:
         raise TypeError(f"no torch storage type for numpy dtype {a.dtype}")
     storage = _Reduce(

@@ -1,0 +1,238 @@
+"""`MultiDatasetDataModule`: the data side of multi-dataset training, from config sections.
+
+For every dataset (a `DatasetSpec`: name, format, train / val sources or a split, graph setting,
+linear references and normalisation) it
+
+1. reads each source once into a record cache under ``cache_dir`` (`openjmp.train.sources`);
+2. cuts the train / val parts (a separate val source, or `openjmp.train.splits` on one source);
+3. resolves the target normalisation on the training part only, cached as JSON beside the run
+   (`openjmp.train.normalization`);
+4. builds `GraphDataset` s: training items with a2a edge dropout, validation items without.
+
+All of this happens in ``__init__`` (so the model can be built from the statistics before the
+Trainer starts); record caches are safe to build from several processes at once. Lightning then
+calls ``setup`` and the ``*_dataloader`` hooks: training batches come from a
+`TemperatureSampler` over the concatenated training parts (temperature / ratio / uniform
+up-sampling, sharded by rank), fixed-size or capped in atoms, through a `ResumableDataLoader`;
+validation batches from an in-order shard of every validation part. Use it with
+``Trainer(use_distributed_sampler=False)``.
+
+Fine-tuning can reuse it with a single dataset (``sampling=None`` means no up-sampling).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from openjmp.config.common import (
+    ForceNormalization,
+    GraphConfig,
+    LinearReferences,
+    LoaderConfig,
+    Normalization,
+    SourceConfig,
+    SplitConfig,
+)
+from openjmp.data.cache import RecordStore
+from openjmp.data.sampling import ExpansionPlan, TemperatureSampler
+from openjmp.errors import ConfigError
+from openjmp.train.graph_dataset import ConcatGraphDataset, GraphDataset
+from openjmp.train.loader import KeyedBatchSampler, ResumableDataLoader, sharded_eval_loader
+from openjmp.train.normalization import TargetNormalization, resolve_normalization
+from openjmp.train.sources import open_source
+from openjmp.train.splits import split_indices
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset as the data module needs it (a `PretrainDataset` config has these fields)."""
+
+    name: str
+    format: str
+    train: SourceConfig
+    val: SourceConfig | None = None
+    split: SplitConfig | None = None
+    graph: GraphConfig = GraphConfig()
+    linear_references: LinearReferences | None = None
+    energy_normalization: Normalization = Normalization()
+    force_normalization: ForceNormalization = ForceNormalization()
+
+    @classmethod
+    def from_config(cls, d: object) -> DatasetSpec:
+        """From any config object with these attribute names (e.g. `PretrainDataset`)."""
+        return cls(**{f: getattr(d, f) for f in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Up-sampling of the training parts (see `openjmp.data.sampling.ExpansionPlan`)."""
+
+    mode: str = "temperature"
+    temperature: float = 2.0
+    ratios: dict[str, float] | None = None
+
+
+@dataclass
+class PreparedDataset:
+    """A dataset after step 1-3 of the module docstring."""
+
+    spec: DatasetSpec
+    train_store: RecordStore
+    train_indices: np.ndarray
+    val_store: RecordStore
+    val_indices: np.ndarray
+    normalization: TargetNormalization
+
+
+def prepare_dataset(spec: DatasetSpec, cache_dir: Path) -> PreparedDataset:
+    """Read (or reopen) the sources, cut the parts and resolve the normalisation of ``spec``."""
+    cache_dir = Path(cache_dir)
+    train_store = open_source(spec.format, spec.train, cache_dir, label=f"{spec.name}-train")
+    if spec.val is not None:
+        val_store = open_source(spec.format, spec.val, cache_dir, label=f"{spec.name}-val")
+        train_idx = np.arange(len(train_store), dtype=np.int64)
+        val_idx = np.arange(len(val_store), dtype=np.int64)
+    elif spec.split is not None:
+        parts = split_indices(spec.split, train_store.ids, source=spec.train.path)
+        val_store, train_idx, val_idx = train_store, parts["train"], parts["val"]
+    else:
+        raise ConfigError(f"datasets.{spec.name}: give a val source or a split")
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ConfigError(
+            f"datasets.{spec.name}: the training part has {len(train_idx)} and the validation "
+            f"part {len(val_idx)} structures; both need at least one"
+        )
+    norm = resolve_normalization(
+        spec.name,
+        train_store,
+        train_idx,
+        references=spec.linear_references,
+        energy=spec.energy_normalization,
+        forces=spec.force_normalization,
+        cache_dir=cache_dir,
+    )
+    return PreparedDataset(spec, train_store, train_idx, val_store, val_idx, norm)
+
+
+class MultiDatasetDataModule(pl.LightningDataModule):
+    """Graph datasets, samplers and loaders of several datasets (see the module docstring).
+
+    Args:
+        datasets: the datasets, in task order.
+        loader: batch size, atom cap, eval batch size, workers.
+        cache_dir: where record caches and normalisation files live.
+        sampling: how training parts are mixed; None: each seen once per epoch (T = 1).
+        edge_dropout: a2a edge dropout of training samples.
+        seed: shuffling and dropout seed.
+        dtype: floating dtype of sample positions and labels.
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[DatasetSpec],
+        loader: LoaderConfig,
+        cache_dir: Path,
+        *,
+        sampling: SamplingSpec | None = None,
+        edge_dropout: float = 0.0,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        self.loader_config = loader
+        self.sampling = sampling
+        self.seed = int(seed)
+        self.prepared = [prepare_dataset(d, cache_dir) for d in datasets]
+        names = self.names
+        self.train_set = ConcatGraphDataset(
+            [
+                GraphDataset(p.train_store, p.spec.graph, p.spec.name, indices=p.train_indices,
+                             edge_dropout=edge_dropout, seed=seed, dtype=dtype)  # fmt: skip
+                for p in self.prepared
+            ]
+        )
+        self.val_set = ConcatGraphDataset(
+            [
+                GraphDataset(p.val_store, p.spec.graph, p.spec.name, indices=p.val_indices,
+                             dtype=dtype)  # fmt: skip
+                for p in self.prepared
+            ]
+        )
+        sizes = [len(d) for d in self.train_set.datasets]
+        if sampling is None:
+            self.plan = ExpansionPlan.unbalanced(sizes, names=names)
+        else:
+            ratios = None if sampling.ratios is None else [sampling.ratios[n] for n in names]
+            self.plan = ExpansionPlan.build(
+                sizes, sampling.mode, temperature=sampling.temperature, ratios=ratios,  # type: ignore[arg-type]
+                names=names,
+            )  # fmt: skip
+        self._train_natoms: np.ndarray | None = None
+        self._train_loader: ResumableDataLoader | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [p.spec.name for p in self.prepared]
+
+    @property
+    def normalizations(self) -> dict[str, TargetNormalization]:
+        return {p.spec.name: p.normalization for p in self.prepared}
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _batch_sampler(self, rank: int, world_size: int) -> KeyedBatchSampler:
+        cfg = self.loader_config
+        sampler = TemperatureSampler(self.plan, seed=self.seed, rank=rank, world_size=world_size)
+        if cfg.max_atoms_per_batch is None:
+            return KeyedBatchSampler(sampler, batch_size=cfg.batch_size)
+        if self._train_natoms is None:
+            self._train_natoms = self.train_set.natoms()
+        return KeyedBatchSampler(
+            sampler,
+            batch_size=cfg.batch_size,
+            max_atoms=cfg.max_atoms_per_batch,
+            natoms=self._train_natoms,
+        )
+
+    def train_batches_per_epoch(self, world_size: int | None = None) -> int:
+        """Training batches per rank in one (expanded) epoch (epoch 0 for atom-capped batches)."""
+        world = self._rank_world()[1] if world_size is None else world_size
+        n = len(self._batch_sampler(0, world))
+        if n == 0:
+            raise ConfigError(
+                f"one training epoch of {self.plan.epoch_size} structures makes no full batch of "
+                f"{self.loader_config.batch_size} per rank on {world} rank(s)"
+            )
+        return n
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        if self._train_loader is None:
+            rank, world = self._rank_world()
+            self._train_loader = ResumableDataLoader(
+                self.train_set,
+                self._batch_sampler(rank, world),
+                num_workers=self.loader_config.num_workers,
+                persistent_workers=self.loader_config.num_workers > 0,
+            )
+        return self._train_loader
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        rank, world = self._rank_world()
+        cfg = self.loader_config
+        return sharded_eval_loader(
+            self.val_set,
+            cfg.eval_batch_size or cfg.batch_size,
+            rank=rank,
+            world_size=world,
+            num_workers=cfg.num_workers,
+        )

@@ -1,0 +1,174 @@
+"""Residual references: continue a pre-trained head and fit the per-element references to what
+the pre-trained model gets wrong on the fine-tuning data.
+
+``run_finetune(..., residual_references=SOURCE)`` (``openjmp finetune --residual-references
+SOURCE``) starts the fine-tuning energy (or scalar) head from head SOURCE of ``model.checkpoint``
+instead of a random one, keeps that head's output scale and mean, and refits the per-element
+references to the residual
+
+    label − prediction of the pre-trained model        (least squares on element counts),
+
+so the model starts from the pre-trained predictions plus a per-element correction (a change
+of reference energies, of DFT functional, a systematic offset) and training only has to learn
+what is left. SOURCE names a head whose outputs have known units, i.e. an openjmp checkpoint:
+
+* an openjmp pre-training run (``model.pt`` / ``last.ckpt``): a dataset name, e.g. ``ani1x``
+  (head ``<name>_energy``, E = Σ ref[Z] + mean + std · y with that dataset's statistics);
+* an openjmp fine-tuned checkpoint: a head name, e.g. ``energy`` or a scalar's name.
+
+The authors' jmp-s.pt / jmp-l.pt do not say what their heads' outputs mean in eV (the
+pre-training linear references are not published), so they are refused with that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead, ScalarHead
+from openjmp.errors import ConfigError
+from openjmp.graph.collate import collate
+from openjmp.graph.gemnet import build_graph_sample
+from openjmp.records import AtomsRecord
+from openjmp.tasks.finetune_stats import (
+    N_ELEMENTS,
+    Stats,
+    element_counts,
+    fit_references,
+    record_label,
+    reference_offsets,
+)
+from openjmp.tasks.finetune_targets import target_name
+
+
+@dataclass
+class ResidualStart:
+    """Statistics with the residual references, and the head to start from.
+
+    Attributes:
+        stats: the run's statistics with the target's ``references`` (refitted), ``mean`` and
+            output scale (``energy_scale`` / ``std``) of the pre-trained head.
+        head_specs: {target head name: the pre-trained head's spec}.
+        head_state: `JMPModel` keys ``heads.<name>.*`` -> the pre-trained head's weights.
+        mae_before / mae_after: training-set MAE of the pre-trained predictions without / with
+            the residual references (the label's unit).
+    """
+
+    stats: Stats
+    head_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head_state: dict[str, Tensor] = field(default_factory=dict)
+    mae_before: float = float("nan")
+    mae_after: float = float("nan")
+
+
+def _conversion(
+    meta: Mapping[str, Any] | None, source: str, path: object
+) -> tuple[str, Any, float, float]:
+    """(model head name, references, mean, output scale) of head ``source``."""
+    kind = (meta or {}).get("kind")
+    if kind == "pretrain":
+        tasks = {t["name"]: t for t in meta["tasks"]}  # type: ignore[index]
+        if source not in tasks:
+            raise ConfigError(f"{path}: no pre-training dataset {source!r} (have {sorted(tasks)})")
+        t = tasks[source]
+        return f"{source}_energy", t["references"], float(t["energy_mean"]), float(t["energy_std"])
+    if kind == "finetune":
+        targets = meta["targets"]  # type: ignore[index]
+        if source not in targets:
+            raise ConfigError(f"{path}: no fine-tuned head {source!r} (have {sorted(targets)})")
+        t = targets[source]
+        scale = t.get("energy_scale", t.get("std", 1.0))
+        return source, t.get("references"), float(t.get("mean", 0.0)), float(scale)
+    raise ConfigError(
+        f"{path}: residual references need a checkpoint whose heads' outputs have known units "
+        "(an openjmp pre-training or fine-tuning run); the authors' checkpoints do not publish "
+        "the linear references behind their heads"
+    )
+
+
+def _target(config: FinetuneConfig) -> Any:
+    for h in config.heads:
+        if isinstance(h, EnergyForcesHead | ForcesHead):
+            return h
+    scalars = [h for h in config.heads if isinstance(h, ScalarHead)]
+    if len(scalars) != 1:
+        raise ConfigError("residual references need an energy head or exactly one scalar head")
+    return scalars[0]
+
+
+@torch.no_grad()
+def _raw_outputs(
+    model: nn.Module, head: str, records: Sequence[AtomsRecord], config: FinetuneConfig
+) -> np.ndarray:
+    graph = config.data.graph
+    bs = config.loader.eval_batch_size or config.loader.batch_size
+    out = []
+    for start in range(0, len(records), bs):
+        part = [records[i] for i in range(start, min(start + bs, len(records)))]
+        batch = collate([build_graph_sample(r, graph.spec(r.natoms)) for r in part])
+        out.append(model(batch)[head].double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def residual_start(
+    config: FinetuneConfig,
+    train: Sequence[AtomsRecord],
+    stats: Stats,
+    source: str,
+    *,
+    dtype: torch.dtype,
+) -> ResidualStart:
+    """Refit the target's references to the residual of head ``source`` (module docstring)."""
+    from openjmp.model.checkpoint import load_checkpoint, read_checkpoint
+
+    if config.model.checkpoint is None:
+        raise ConfigError("residual references need model.checkpoint (the pre-trained model)")
+    path = Path(config.model.checkpoint)
+    ck = read_checkpoint(path)
+    meta = ck.get("metadata") if isinstance(ck, Mapping) else None
+    head, refs, mean, scale = _conversion(meta, source, path)
+    model = load_checkpoint(path, ema=config.model.ema_weights, dtype=dtype)
+    if head not in model.heads:
+        raise ConfigError(f"{path}: the model has no head {head!r}")
+    spec = model.head_specs()[head]
+    if spec["type"] not in ("energy", "scalar"):
+        raise ConfigError(
+            f"{path}: head {head!r} is a {spec['type']} head, not an energy or scalar head"
+        )
+    kept = model.heads[head]
+    model.heads = nn.ModuleDict({head: kept})  # only what the residual needs (no force heads)
+    model.eval()
+
+    target = _target(config)
+    name = target_name(target)
+    key = (
+        target.energy_target if isinstance(target, EnergyForcesHead | ForcesHead) else target.target
+    )
+    labels = np.array([record_label(r, key, f"head {name!r}") for r in train])
+    pred = reference_offsets(train, refs) + mean + scale * _raw_outputs(model, head, train, config)
+    delta = fit_references(element_counts(train), labels, pred)
+    old = np.zeros(N_ELEMENTS)
+    if refs is not None:
+        r = np.asarray(refs, np.float64)[:N_ELEMENTS]
+        old[: len(r)] = r
+    after = labels - pred - reference_offsets(train, delta)
+    new = {k: dict(v) for k, v in stats.items()}
+    new[name].update(references=(old + delta).tolist(), mean=mean)
+    if isinstance(target, ScalarHead):
+        new[name]["std"] = scale
+    else:
+        new[name]["energy_scale"] = scale
+    state = {f"heads.{name}.{k}": v.detach().clone() for k, v in kept.state_dict().items()}
+    return ResidualStart(
+        stats=new,
+        head_specs={name: spec},
+        head_state=state,
+        mae_before=float(np.mean(np.abs(labels - pred))),
+        mae_after=float(np.mean(np.abs(after))),
+    )

@@ -1,0 +1,160 @@
+"""Where a fine-tuning run starts: the backbone architecture and its initial weights.
+
+* `configured_backbone`: the GemNet-OC config the run asks for (``model.backbone``: preset +
+  overrides).
+* `finetune_backbone`: that config with the force branch the heads need (direct forces: on;
+  gradient forces and scalars: off, as the authors) and no edge-dropout boost unless
+  ``edge_dropout`` > 0.
+* `pretrained_state`: the embedding and backbone weights of ``model.checkpoint`` (the authors'
+  jmp-s.pt / jmp-l.pt, an openjmp pre-training ``last.ckpt`` or ``model.pt``, or an openjmp
+  fine-tuned checkpoint), EMA weights by default (``model.ema_weights``), checked to be the
+  architecture the config names: a mismatch is a `ConfigError` listing the fields, never a
+  silent partial load. Scale factors come with the weights (buffers).
+* `load_pretrained`: copy them into a fresh fine-tuning model; only the new heads stay random.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
+from openjmp.errors import CheckpointError, ConfigError
+from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.model.jmp_model import JMPModel
+
+ARCHITECTURE_FIELDS: tuple[str, ...] = tuple(
+    f.name
+    for f in dataclasses.fields(GemNetOCConfig)
+    if f.name.startswith(("num_", "emb_size_")) and f.name != "num_targets"
+) + ("absolute_rbf_cutoff", "activation")
+"""Config fields that fix the weights' shapes or meaning (compared with a checkpoint's)."""
+
+FORCE_BRANCH = ("backbone.out_mlp_F.", ".seq_forces.", ".dense_rbf_F.", ".scale_rbf_F.")
+"""Backbone keys of the direct-force branch (dropped when the heads do not use it)."""
+
+
+def configured_backbone(config: FinetuneConfig) -> GemNetOCConfig:
+    """``model.backbone``: the JMP-S or JMP-L preset with the fields the config sets."""
+    bb = config.model.backbone
+    base = GemNetOCConfig.jmp_s() if bb.preset == "jmp-s" else GemNetOCConfig.jmp_l()
+    try:
+        return base.replace(**bb.overrides())
+    except ConfigError as exc:
+        raise ConfigError(f"model.backbone: {exc}") from None
+
+
+def uses_direct_forces(config: FinetuneConfig) -> bool:
+    return any(
+        isinstance(h, EnergyForcesHead | ForcesHead) and h.forces == "direct" for h in config.heads
+    )
+
+
+def finetune_backbone(config: FinetuneConfig, base: GemNetOCConfig) -> GemNetOCConfig:
+    """``base`` with the force branch the heads need and the run's edge-dropout boost."""
+    direct = uses_direct_forces(config)
+    return base.replace(
+        regress_forces=direct,
+        direct_forces=direct,
+        edge_dropout=config.edge_dropout if config.edge_dropout > 0 else None,
+        scale_file=None,
+    )
+
+
+def _differences(a: GemNetOCConfig, b: GemNetOCConfig) -> dict[str, tuple[object, object]]:
+    return {
+        f: (getattr(a, f), getattr(b, f))
+        for f in ARCHITECTURE_FIELDS
+        if getattr(a, f) != getattr(b, f)
+    }
+
+
+def pretrained_state(
+    config: FinetuneConfig, *, dtype: torch.dtype = torch.float32
+) -> tuple[GemNetOCConfig, dict[str, Tensor]]:
+    """(checkpoint's backbone config, its ``embedding.*`` + ``backbone.*`` weights in ``dtype``)."""
+    from openjmp.model.checkpoint import load_checkpoint
+
+    path = Path(config.model.checkpoint)  # type: ignore[arg-type]
+    model = load_checkpoint(path, ema=config.model.ema_weights, dtype=dtype)
+    wanted = configured_backbone(config)
+    diff = _differences(model.config, wanted)
+    if diff:
+        listing = ", ".join(f"{k}: checkpoint {v[0]!r}, config {v[1]!r}" for k, v in diff.items())
+        raise ConfigError(
+            f"model.checkpoint {path} does not match model.backbone (preset "
+            f"{config.model.backbone.preset!r} + overrides): {listing}. Use the preset of the "
+            "checkpoint (jmp-s-<name> presets for jmp-s.pt) or set model.backbone to match"
+        )
+    state = {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(("embedding.", "backbone."))
+    }
+    return model.config, state
+
+
+def load_pretrained(model: JMPModel, state: Mapping[str, Tensor], source: object) -> list[str]:
+    """Copy ``state`` into ``model``; returns the parameter names left at their initial values
+    (the new heads, and the force branch when the checkpoint has none)."""
+    direct = model.config.direct_forces
+    state = {k: v for k, v in state.items() if direct or not any(p in k for p in FORCE_BRANCH)}
+    try:
+        missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{source}: weights do not fit the fine-tuning model: {exc}"
+        ) from None
+    bad = [k for k in missing if not (k.startswith("heads.") or any(p in k for p in FORCE_BRANCH))]
+    if unexpected or bad:
+        raise CheckpointError(
+            f"{source}: weights do not fit the fine-tuning model: missing {bad[:5]}, "
+            f"unexpected {list(unexpected)[:5]}"
+        )
+    return list(missing)
+
+
+def read_scale_factors(path: Path) -> dict[str, float]:
+    """Scale factors by module path from a ``.json`` dict or a torch-saved dict of scalars."""
+    try:
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        return {str(k): float(v) for k, v in dict(data).items()}
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise ConfigError(f"model.scale_file {path}: cannot read scale factors ({exc})") from None
+
+
+def apply_scale_file(model: JMPModel, scale_file: str | None, *, from_checkpoint: bool) -> None:
+    """Fill the backbone's scale factors from ``scale_file`` (from scratch), or check that the
+    file agrees with the checkpoint's (errata 5: a different file is an error)."""
+    if scale_file is None:
+        return
+    path = Path(scale_file)
+    if not path.is_file():
+        raise ConfigError(
+            f"model.scale_file {scale_file!r}: no such file (give a .json or .pt dict of "
+            "scale factors by module path; the published checkpoints carry theirs already)"
+        )
+    values = read_scale_factors(path)
+    factors = model.backbone.scale_factors()
+    if from_checkpoint:
+        for name, v in values.items():
+            if name in factors and not torch.isclose(
+                factors[name].scale_factor, torch.tensor(v, dtype=factors[name].scale_factor.dtype)
+            ):
+                raise ConfigError(
+                    f"model.scale_file {path}: {name} = {v} but the checkpoint holds "
+                    f"{float(factors[name].scale_factor)}; use the checkpoint's own factors (null)"
+                )
+        return
+    try:
+        model.backbone.set_scale_factors(values)
+    except KeyError as exc:
+        raise ConfigError(f"model.scale_file {path}: {exc}") from None

@@ -1,0 +1,51 @@
+"""``openjmp pretrain`` end to end (in process, through the CLI entry point): a YAML config with
+``--set`` overrides trains and saves, ``--resume`` continues the same run to a later step, and
+config / resume mistakes are reported with the field path or the file, exit status 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from tiny_data import tiny_config, write_tiny_data  # noqa: E402
+
+from openjmp.cli.main import main  # noqa: E402
+from openjmp.model.checkpoint import read_checkpoint  # noqa: E402
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    write_tiny_data(tmp_path / "data")
+    data = tiny_config(tmp_path / "data").model_dump(mode="json")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_train_then_resume(config_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["pretrain", str(config_file), "--out", str(out), "--no-progress"]
+    assert main([*args, "--set", "trainer.max_steps=3"]) == 0
+    text = capsys.readouterr().out
+    assert "validation, step 0 -> step 3" in text and "slabs" in text and "mols" in text
+    assert (out / "model.pt").is_file() and (out / "config.yaml").is_file()
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] == 3
+
+    assert main([*args, "--resume", "--set", "trainer.max_steps=6"]) == 0
+    text = capsys.readouterr().out
+    assert "validation, step 0 -> step 6" in text and text.count("6 steps") == 1
+    ck = read_checkpoint(out / "checkpoints" / "last.ckpt")
+    assert ck["global_step"] == 6
+    assert [s for s, _ in ck["openjmp_histories"]["val"]] == [0, 3, 6]
+
+
+def test_errors_name_the_field_or_file(config_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["pretrain", str(config_file), "--set", "trainer.max_stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer.max_stepz: unknown key" in err and "max_steps" in err
+    assert main(["pretrain", str(config_file), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

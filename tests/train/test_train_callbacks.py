@@ -1,0 +1,50 @@
+"""Checkpoint writing is atomic: a save that fails midway leaves the previous file intact and
+no temporary file behind; the trainer builder wires the stock pieces as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+
+from openjmp.config.common import ClippingConfig, TrainerConfig
+from openjmp.errors import ConfigError
+from openjmp.train.callbacks import AtomicCheckpointIO
+from openjmp.train.trainer import build_trainer
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("cannot pickle this")
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    path = tmp_path / "ckpt" / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(1000)}, path)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(1000), "bad": Unpicklable()}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+    assert io.load_checkpoint(path)["step"] == 1
+
+
+def test_build_trainer_wiring(tmp_path: Path) -> None:
+    cfg = TrainerConfig(max_steps=10, val_check_interval=5, accelerator="cpu", devices=1)
+    trainer = build_trainer(cfg, out_dir=tmp_path, precision="64-true",
+                            clipping=ClippingConfig(algorithm="norm", value=1.0), ema_decay=0.99,
+                            progress=False)  # fmt: skip
+    assert trainer.gradient_clip_val == 1.0 and trainer.gradient_clip_algorithm == "norm"
+    assert trainer.precision == "32-true"  # the task builds a float64 model itself
+    ema = [c for c in trainer.callbacks if isinstance(c, EMAWeightAveraging)]
+    assert len(ema) == 1 and ema[0]._use_buffers is False
+    ckpt = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert ckpt[0].save_last and ckpt[0].monitor == "val/loss"
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert trainer.num_sanity_val_steps == float("inf")  # a full validation at step 0
+    assert build_trainer(cfg, out_dir=tmp_path, progress=False, resume=True).num_sanity_val_steps == 0
+    with pytest.raises(ConfigError, match="16-mixed .* needs a GPU"):
+        build_trainer(cfg, out_dir=tmp_path, precision="16-mixed")

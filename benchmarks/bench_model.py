@@ -80,7 +80,9 @@ def _batch(frames: list):  # noqa: ANN202
     from openjmp.records import AtomsRecord
 
     samples = [
-        build_graph_sample(AtomsRecord.from_ase(a), graph_spec(a.info["graph"]), dtype=torch.float32)
+        build_graph_sample(
+            AtomsRecord.from_ase(a), graph_spec(a.info["graph"]), dtype=torch.float32
+        )
         for a in frames
     ]
     return collate(samples)

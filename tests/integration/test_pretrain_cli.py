@@ -43,6 +43,15 @@ def test_train_then_resume(config_file: Path, tmp_path: Path, capsys) -> None:
     assert [s for s, _ in ck["openjmp_histories"]["val"]] == [0, 3, 6]
 
 
+def test_prepare_only_builds_caches_and_stops(config_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "prep"
+    assert main(["pretrain", str(config_file), "--out", str(out), "--prepare-only"]) == 0
+    text = capsys.readouterr().out
+    assert "slabs" in text and "expanded epoch" in text
+    assert len(list((out / "cache").glob("*-normalization-*.json"))) == 2
+    assert not (out / "checkpoints").exists()
+
+
 def test_errors_name_the_field_or_file(config_file: Path, tmp_path: Path, capsys) -> None:
     assert main(["pretrain", str(config_file), "--set", "trainer.max_stepz=3"]) == 2
     err = capsys.readouterr().err

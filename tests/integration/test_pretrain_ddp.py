@@ -4,7 +4,8 @@ A script (Lightning re-launches it for rank 1, as it would a user's script) pre-
 model for 4 steps with ``strategy: ddp, devices: 2, accelerator: cpu``. Each rank writes down
 the draws its data loader asked for and its final raw weights. The ranks must have drawn
 disjoint global positions (each its own shard of the temperature-sampled epoch), and must end
-with identical weights (DDP all-reduces the gradients). Slow (~1 min on 2 shared cores): two
+with identical weights (DDP all-reduces the gradients). The 5 validation structures are split
+3 / 2 between the ranks, one per batch: validation must not wait on collectives per batch. Slow (~1 min on 2 shared cores): two
 processes each start torch and Lightning and build the data.
 """
 
@@ -56,7 +57,8 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         torch.set_num_threads(1)
-        cfg = tiny_config(Path({data!r}), trainer={{"max_steps": 4, "val_check_interval": 2,
+        cfg = tiny_config(Path({data!r}), loader={{"batch_size": 3, "eval_batch_size": 1}},
+            trainer={{"max_steps": 4, "val_check_interval": 2,
             "strategy": "ddp", "devices": 2, "accelerator": "cpu", "seed": 3}})
         run_pretrain(cfg, out_dir=out / "run", progress=False, logger=False, callbacks=[Dump()])
     """
@@ -65,7 +67,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_two_cpu_ranks_disjoint_data_identical_weights(tmp_path: Path) -> None:
-    write_tiny_data(tmp_path / "data", n_slabs=8, n_mols=10)
+    write_tiny_data(tmp_path / "data", n_slabs=8, n_mols=10, n_val=(3, 2))
     script = tmp_path / "ddp_run.py"
     script.write_text(
         SCRIPT.format(

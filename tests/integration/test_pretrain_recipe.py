@@ -11,7 +11,7 @@ validations and checkpoints):
 * shared-gradient scaling happens before clipping: the gradients the optimizer steps with equal
   the raw gradients with the shared projections divided by num_blocks (+1), then clipped to norm
   ``clipping.value`` (small enough here that clipping is active);
-* ``last.ckpt`` and ``model.pt`` load with the model loader and give the EMA weights; the
+* ``last.ckpt`` and ``model.pt`` load with ``openjmp.load_model`` and give the EMA weights; the
   checkpoint unpickles with openjmp's restricted unpickler (nothing but plain data);
 * histories, steps and structures seen are reported.
 """
@@ -24,6 +24,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+
+import openjmp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from tiny_data import tiny_config, write_tiny_data  # noqa: E402
@@ -89,7 +91,7 @@ def test_loaders_give_the_ema_weights(run) -> None:
     _, root, _, result = run
     ck = read_checkpoint(root / "run" / "checkpoints" / "last.ckpt")
     for path in (root / "run" / "checkpoints" / "last.ckpt", result.checkpoint):
-        model = load_checkpoint(path, dtype=torch.float64)
+        model = openjmp.load_model(path, dtype=torch.float64)
         assert model.config.edge_dropout is None  # no boost for whoever fine-tunes it
         for n, v in model.state_dict().items():
             if n in ck["ema_state_dict"]:
@@ -127,7 +129,9 @@ def test_shared_scaling_then_clipping(run) -> None:
         for n, g in raw.items():
             layer = n.split("bases.")[-1].split(".")[0] if ".bases.mlp_" in n else None
             scaled[n] = g / factors[layer] if layer in factors and n.endswith("weight") else g
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in scaled.values()]))
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g) for g in scaled.values()])
+        )
         coef = min(1.0, CLIP / (float(norm) + 1e-6))
         clipped += coef < 1
         for n, g in used.items():

@@ -8,7 +8,9 @@ raw and EMA weights must equal those of the run that was never stopped: exactly,
 float64 operations run in the same order on the same data. That covers the optimizer, the LR
 schedule, the EMA, the sampler position across an epoch boundary and the edge-dropout draws.
 The second case caps batches by atoms and loads with 2 workers: the dropout draws must not
-depend on the worker that builds a sample.
+depend on the worker that builds a sample. The last test stops a run at its ``max_steps`` (5,
+not a validation step) and continues it with ``max_steps: 8``: the final checkpoint must hold
+the raw weights and the exact state of step 5 (the EMA goes into ``model.pt`` only).
 """
 
 from __future__ import annotations
@@ -81,3 +83,25 @@ def test_resume_reproduces_uninterrupted_run(tmp_path: Path, loader: dict) -> No
         a["optimizer_states"][0]["state"][0]["exp_avg_sq"],
         b["optimizer_states"][0]["state"][0]["exp_avg_sq"],
     )
+
+
+def test_continue_a_finished_run_with_more_steps(tmp_path: Path) -> None:
+    write_tiny_data(tmp_path / "data")
+    loader = {"batch_size": 3, "num_workers": 0}
+    cfg8 = tiny_config(
+        tmp_path / "data", loader=loader, trainer={"max_steps": 8, "val_check_interval": 2}
+    )
+    cfg5 = tiny_config(
+        tmp_path / "data", loader=loader, trainer={"max_steps": 5, "val_check_interval": 2}
+    )
+    full = run_pretrain(cfg8, out_dir=tmp_path / "full", progress=False, logger=False)
+    short = run_pretrain(cfg5, out_dir=tmp_path / "more", progress=False, logger=False)
+    assert read_checkpoint(tmp_path / "more" / "checkpoints" / "last.ckpt")["global_step"] == 5
+    assert short.train_history == full.train_history[:5]
+    more = run_pretrain(cfg8, out_dir=tmp_path / "more", resume=True, progress=False, logger=False)
+    assert more.train_history == full.train_history
+    a = read_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(tmp_path / "more" / "checkpoints" / "last.ckpt")
+    for key in ("ema_state_dict", "model_state_dict"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)

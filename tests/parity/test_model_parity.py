@@ -63,9 +63,7 @@ def model(tiny: dict) -> JMPModel:
 
 def test_state_dict_loads_strictly_key_for_key(tiny: dict, model: JMPModel) -> None:
     sd = tiny["state_dict"]
-    ours = ours_to_authors(
-        {k: v for k, v in model.state_dict().items()}, tiny["cfg"]["tasks"]
-    )
+    ours = ours_to_authors({k: v for k, v in model.state_dict().items()}, tiny["cfg"]["tasks"])
     weights = {k: v for k, v in sd.items() if not k.startswith("task_steps.")}
     assert list(ours) == list(weights), "key sets (and order) differ"
     for k, v in weights.items():

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 
 from openjmp.config.common import ClippingConfig, TrainerConfig
 from openjmp.errors import ConfigError
-from openjmp.train.callbacks import AtomicCheckpointIO
+from openjmp.train.callbacks import AtomicCheckpointIO, LastCheckpoint
 from openjmp.train.trainer import build_trainer
 
 
@@ -34,7 +34,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
 
 def test_build_trainer_wiring(tmp_path: Path) -> None:
     cfg = TrainerConfig(max_steps=10, val_check_interval=5, accelerator="cpu", devices=1)
-    trainer = build_trainer(cfg, out_dir=tmp_path, precision="64-true",
+    trainer = build_trainer(cfg, out_dir=tmp_path, precision="64-true", last_checkpoint=True,
                             clipping=ClippingConfig(algorithm="norm", value=1.0), ema_decay=0.99,
                             progress=False)  # fmt: skip
     assert trainer.gradient_clip_val == 1.0 and trainer.gradient_clip_algorithm == "norm"
@@ -42,9 +42,15 @@ def test_build_trainer_wiring(tmp_path: Path) -> None:
     ema = [c for c in trainer.callbacks if isinstance(c, EMAWeightAveraging)]
     assert len(ema) == 1 and ema[0]._use_buffers is False
     ckpt = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
-    assert ckpt[0].save_last and ckpt[0].monitor == "val/loss"
+    assert len(ckpt) == 1 and ckpt[0].monitor == "val/loss" and not ckpt[0].save_last
+    names = [type(c).__name__ for c in trainer.callbacks]
+    assert names.index("EMA") < names.index("LastCheckpoint")  # the saved EMA has the step
+    last = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+    assert last[0].path == tmp_path / "checkpoints" / "last.ckpt"
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert trainer.num_sanity_val_steps == float("inf")  # a full validation at step 0
-    assert build_trainer(cfg, out_dir=tmp_path, progress=False, resume=True).num_sanity_val_steps == 0
+    assert (
+        build_trainer(cfg, out_dir=tmp_path, progress=False, resume=True).num_sanity_val_steps == 0
+    )
     with pytest.raises(ConfigError, match="16-mixed .* needs a GPU"):
         build_trainer(cfg, out_dir=tmp_path, precision="16-mixed")

@@ -67,7 +67,9 @@ def test_keys_unique_and_ranks_disjoint(data: ConcatGraphDataset) -> None:
     plan = ExpansionPlan.build([5, 7], "temperature", temperature=2.0)
     seen, keys = [], set()
     for rank in (0, 1):
-        s = KeyedBatchSampler(TemperatureSampler(plan, seed=3, rank=rank, world_size=2), batch_size=2)
+        s = KeyedBatchSampler(
+            TemperatureSampler(plan, seed=3, rank=rank, world_size=2), batch_size=2
+        )
         for epoch in (0, 1):
             s.set_epoch(epoch)
             for batch in s:

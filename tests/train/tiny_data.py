@@ -80,19 +80,27 @@ def molecules(n: int, seed: int = 100) -> list:
     return out
 
 
-def write_tiny_data(root: Path, n_slabs: int = 6, n_mols: int = 8) -> dict[str, Path]:
-    """extxyz files {name}-train.xyz / {name}-val.xyz under ``root``; returns their paths."""
+def write_tiny_data(
+    root: Path, n_slabs: int = 6, n_mols: int = 8, n_val: tuple[int, int] = (2, 2)
+) -> dict[str, Path]:
+    """extxyz files {name}-train.xyz / {name}-val.xyz under ``root`` (``n_val`` validation
+    structures of slabs and mols); returns their paths."""
     root.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, structs in (("slabs", slabs(n_slabs + 2)), ("mols", molecules(n_mols + 2))):
-        write(root / f"{name}-train.xyz", structs[:-2], format="extxyz")
-        write(root / f"{name}-val.xyz", structs[-2:], format="extxyz")
+    sets = (
+        ("slabs", slabs(n_slabs + n_val[0]), n_val[0]),
+        ("mols", molecules(n_mols + n_val[1]), n_val[1]),
+    )
+    for name, structs, k in sets:
+        write(root / f"{name}-train.xyz", structs[:-k], format="extxyz")
+        write(root / f"{name}-val.xyz", structs[-k:], format="extxyz")
         paths[name] = root
     return paths
 
 
 def tiny_config(root: Path, **top: Any) -> PretrainConfig:
     """A 2-dataset pre-training config over `write_tiny_data` files (float64, CPU, no logger)."""
+
     def ds(name: str, pbc: bool, fcoef: float) -> dict[str, Any]:
         return {
             "name": name,
@@ -115,8 +123,13 @@ def tiny_config(root: Path, **top: Any) -> PretrainConfig:
         "ema_decay": 0.9,
         "precision": "64-true",
         "edge_dropout": 0.2,
-        "trainer": {"max_steps": 6, "val_check_interval": 3, "accelerator": "cpu",
-                    "devices": 1, "seed": 3},
+        "trainer": {
+            "max_steps": 6,
+            "val_check_interval": 3,
+            "accelerator": "cpu",
+            "devices": 1,
+            "seed": 3,
+        },
     }
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

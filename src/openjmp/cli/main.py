@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "pretrain": "pretrain",
     "finetune": "finetune",
     "evaluate": "evaluate",
+    "predict": "predict",
+    "fit-scales": "fit_scales",
 }
 
 

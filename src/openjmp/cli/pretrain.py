@@ -5,6 +5,9 @@ CONFIG is a YAML file or a preset name (``jmp-s``, ``jmp-l``, ``demo``; see
 (``--set trainer.max_steps=100``, ``--set datasets.0.train.path=/data/oc20/train``). The run
 writes into ``--out`` (default: ``<trainer.output_dir>/<name>``); ``--resume`` continues its
 ``checkpoints/last.ckpt``. Prints the validation curve ends and where the model was saved.
+``--prepare-only`` reads every source into the run's record cache and resolves the
+normalisation, then stops: run it once before a multi-process launch, so the ranks do not all
+convert the same sources at the same time.
 """
 
 from __future__ import annotations
@@ -21,17 +24,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.ckpt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="build the data caches and normalisation, then stop")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from openjmp.config.load import load_config
     from openjmp.config.pretrain import PretrainConfig
-    from openjmp.train.pretrain import run_pretrain
+    from openjmp.train.pretrain import build_datamodule, run_pretrain
 
     config = load_config(args.config, "pretrain", args.overrides)
     assert isinstance(config, PretrainConfig)
     out = args.out if args.out is not None else config.trainer.output_dir / config.name
+    if args.prepare_only:
+        dm = build_datamodule(config, out)
+        print(f"{'dataset':<20}{'train':>8}{'val':>6}{'E std (eV)':>12}{'F std (eV/Å)':>14}")
+        for p in dm.prepared:
+            n = p.normalization
+            print(f"{p.spec.name:<20}{len(p.train_indices):>8}{len(p.val_indices):>6}"
+                  f"{n.energy_std:>12.4g}{n.force_std:>14.4g}")  # fmt: skip
+        print(f"expanded epoch: {dm.plan.epoch_size} structures; caches in {out / 'cache'}")
+        return 0
     result = run_pretrain(config, out_dir=out, resume=args.resume, progress=not args.no_progress)
     if result.val_history:
         (s0, first), (s1, last) = result.val_history[0], result.val_history[-1]

@@ -7,7 +7,9 @@ Supported files (a path; nothing is downloaded):
   the authors' ``jmp`` package, read as inert records, see `openjmp.model.safe_pickle`), and the
   EMA weights in ``optimizer_states[0]["ema"]``;
 * a plain state dict in the authors' naming (e.g. the parity fixture ``state_dict.pt``);
-* openjmp's own files written by `save_model`.
+* openjmp's own files written by `save_model`, and Lightning checkpoints of openjmp's training
+  that carry the same entries (``format``, ``config``, ``heads``, ``ema_state_dict``,
+  ``model_state_dict``).
 
 EMA mapping (authors' ``finetune_state_dict.py``): the EMA tuple follows the state-dict keys in
 order, skipping ``*rbf.offset``, ``*rbf.temps``, ``*.seq_energy_pre.*``, ``task_steps*`` and
@@ -33,11 +35,11 @@ import torch
 from torch import Tensor, nn
 
 from openjmp.errors import CheckpointError, ConfigError
+from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.infer_config import infer_backbone_sizes, infer_pretrain_heads, merge_config
 from openjmp.model.jmp_model import PRETRAIN_TASKS, JMPModel, head_from_spec
 from openjmp.model.keymap import authors_to_ours
 from openjmp.model.safe_pickle import PickledObject, UnsafePickleError, safe_torch_load
-from openjmp.model.gemnet_oc.config import GemNetOCConfig
 
 OPENJMP_FORMAT = "openjmp.model"
 OPENJMP_FORMAT_VERSION = 1
@@ -49,7 +51,11 @@ LICENCE_NOTICE = (
     "only, with attribution."
 )
 
-_SCALE_FILE_NAMES = {"base.pt": "scale_files/small.pt", "small.pt": "scale_files/small.pt", "large.pt": "scale_files/large.pt"}
+_SCALE_FILE_NAMES = {
+    "base.pt": "scale_files/small.pt",
+    "small.pt": "scale_files/small.pt",
+    "large.pt": "scale_files/large.pt",
+}
 
 
 def _ema_skipped(key: str) -> bool:
@@ -82,7 +88,9 @@ def read_checkpoint(path: str | Path) -> Any:
             f"{p}: not a readable torch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
         ) from None
     except Exception as exc:  # any other unpickling failure of a malformed file
-        raise CheckpointError(f"{p}: cannot read the checkpoint: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(
+            f"{p}: cannot read the checkpoint: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _as_mapping(obj: Any) -> dict[str, Any] | None:
@@ -101,9 +109,7 @@ def _tensor_dict(obj: Any, what: str, source: Path) -> dict[str, Tensor]:
     return dict(obj)
 
 
-def apply_ema(
-    state_dict: Mapping[str, Tensor], ema: Any, source: Path
-) -> dict[str, Tensor]:
+def apply_ema(state_dict: Mapping[str, Tensor], ema: Any, source: Path) -> dict[str, Tensor]:
     """Replace the state dict's parameters by the EMA tensors, positionally (module docstring)."""
     if not isinstance(ema, (tuple, list)) or not all(isinstance(t, Tensor) for t in ema):
         raise CheckpointError(f"{source}: optimizer_states[0]['ema'] is not a sequence of tensors")
@@ -210,7 +216,9 @@ def _from_authors(
         if isinstance(state, Mapping) and state.get("ema") is not None:
             sd = apply_ema(sd, state["ema"], source)
         else:
-            warnings.warn(f"{source}: no EMA weights in the checkpoint; using its raw weights", stacklevel=3)
+            warnings.warn(
+                f"{source}: no EMA weights in the checkpoint; using its raw weights", stacklevel=3
+            )
     sd = resolve_aliases(sd, source)
     declared = _as_mapping(hparams.get("backbone")) if hparams else None
     if declared is not None and "scale_file" in declared:
@@ -236,12 +244,17 @@ def _from_openjmp(
     ck: Mapping[str, Any], source: Path, ema: bool, device: Any, dtype: torch.dtype
 ) -> JMPModel:
     if ck.get("version") != OPENJMP_FORMAT_VERSION:
-        raise CheckpointError(f"{source}: unsupported openjmp checkpoint version {ck.get('version')!r}")
+        raise CheckpointError(
+            f"{source}: unsupported openjmp checkpoint version {ck.get('version')!r}"
+        )
     try:
         config = GemNetOCConfig.from_dict(ck["config"], source=str(source))
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"{source}: bad model config: {exc}") from None
-    key = "ema_state_dict" if ema and ck.get("ema_state_dict") is not None else "state_dict"
+    # raw weights: "model_state_dict" in Lightning files of openjmp's training (whose
+    # "state_dict" is Lightning's own, prefixed), "state_dict" in files of `save_model`
+    raw = "model_state_dict" if ck.get("model_state_dict") is not None else "state_dict"
+    key = "ema_state_dict" if ema and ck.get("ema_state_dict") is not None else raw
     sd = resolve_aliases(_tensor_dict(ck.get(key), key, source), source)
     heads = ck.get("heads")
     if not isinstance(heads, Mapping):
@@ -267,7 +280,9 @@ def load_checkpoint(
     source = Path(path)
     ck = read_checkpoint(source)
     if not isinstance(ck, Mapping):
-        raise CheckpointError(f"{source}: expected a dict at the top level, got {type(ck).__name__}")
+        raise CheckpointError(
+            f"{source}: expected a dict at the top level, got {type(ck).__name__}"
+        )
     if ck.get("format") == OPENJMP_FORMAT:
         return _from_openjmp(ck, source, ema, device, dtype)
     if "state_dict" in ck:
@@ -279,7 +294,9 @@ def load_checkpoint(
     )
 
 
-def save_model(model: JMPModel, path: str | Path, *, metadata: Mapping[str, Any] | None = None) -> Path:
+def save_model(
+    model: JMPModel, path: str | Path, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write ``model`` (config, head specs, weights) to ``path`` atomically; returns the path."""
     path = Path(path)
     payload = {
@@ -299,4 +316,3 @@ def save_model(model: JMPModel, path: str | Path, *, metadata: Mapping[str, Any]
     finally:
         Path(tmp).unlink(missing_ok=True)  # only left over if the write failed
     return path
-

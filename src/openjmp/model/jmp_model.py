@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
+from openjmp.model.allocator import tune_malloc
 from openjmp.model.embedding import AtomEmbedding
 from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.backbone import GemNetOCBackbone
@@ -24,7 +25,9 @@ from openjmp.model.heads import (
     EnergyHead,
     GradientForceHead,
     ScalarHead,
-    gradient_forces,
+)
+from openjmp.model.heads import (
+    gradient_forces as neg_gradient,
 )
 
 PRETRAIN_TASKS: tuple[str, ...] = ("oc20", "oc22", "ani1x", "transition1x")
@@ -99,6 +102,7 @@ class JMPModel(nn.Module):
 
     def __init__(self, config: GemNetOCConfig, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()
+        tune_malloc()  # see openjmp.model.allocator: halves peak memory of large batches
         self.config = config
         self.embedding = AtomEmbedding(config.num_elements, config.emb_size_atom)
         self.backbone = GemNetOCBackbone(config)
@@ -142,12 +146,30 @@ class JMPModel(nn.Module):
         return self.embedding.atom_embedding.weight.dtype
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: Batch, *, create_graph: bool | None = None) -> dict[str, Tensor]:
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        heads: Iterable[str] | None = None,
+        gradient_forces: Mapping[str, str] | None = None,
+        create_graph: bool | None = None,
+    ) -> dict[str, Tensor]:
         """Run the heads on a collated batch (positions Å; cast to the model's dtype).
 
+        heads: names of the heads to run (default: all).
+        gradient_forces: extra outputs ``{name: energy head}``, -d(energy)/d(positions).
         create_graph: keep gradient forces differentiable (default: ``self.training``).
         """
-        grad_heads = {n: h for n, h in self.heads.items() if isinstance(h, GradientForceHead)}
+        selected = dict(self.heads.items()) if heads is None else {n: self.heads[n] for n in heads}
+        grad_heads = {n: h.energy for n, h in selected.items() if isinstance(h, GradientForceHead)}
+        for name, energy in (gradient_forces or {}).items():
+            if not isinstance(self.heads[energy] if energy in self.heads else None, EnergyHead):
+                raise ConfigError(
+                    f"gradient forces of {energy!r}: not an energy head of this model"
+                )
+            grad_heads[name] = energy
+        for energy in grad_heads.values():
+            selected.setdefault(energy, self.heads[energy])
         dtype = self.dtype
         pos = batch.pos.to(dtype)
         if grad_heads and not pos.requires_grad:
@@ -158,7 +180,7 @@ class JMPModel(nn.Module):
             out = self.backbone(h, graph)
             _, mode_f = self.backbone.checkpoint_modes(graph)
             results: dict[str, Tensor] = {}
-            for name, head in self.heads.items():
+            for name, head in selected.items():
                 if isinstance(head, EnergyHead):
                     if out.energy is None:
                         raise ConfigError(f"head {name!r} needs regress_energy=True")
@@ -172,8 +194,8 @@ class JMPModel(nn.Module):
                 create_graph = self.training
             names = list(grad_heads)
             for i, name in enumerate(names):
-                energy = results[grad_heads[name].energy]
-                results[name] = gradient_forces(
+                energy = results[grad_heads[name]]
+                results[name] = neg_gradient(
                     energy,
                     pos,
                     create_graph=create_graph,

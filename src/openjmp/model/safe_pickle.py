@@ -18,6 +18,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -42,6 +43,16 @@ class PickledObject:
 
     def __setstate__(self, state: Any) -> None:
         self.state = state
+
+    # dict / list subclasses are rebuilt by item assignment and appends
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.__dict__.setdefault("items", {})[key] = value
+
+    def append(self, value: Any) -> None:
+        self.__dict__.setdefault("values", []).append(value)
+
+    def extend(self, values: Any) -> None:
+        self.__dict__.setdefault("values", []).extend(values)
 
     def fields(self) -> dict[str, Any]:
         """Best-effort attribute dict: pydantic ``__dict__`` state, a plain dict state, or
@@ -80,9 +91,20 @@ class PickledEnumValue(PickledObject):
 
 _RECORD_MODULE_PREFIXES: tuple[str, ...] = (
     "jmp.",  # the authors' package: configs, loop state
+    "openjmp.",  # our own config objects in our training checkpoints
+    "lightning.",  # Lightning's hyper-parameter containers and callback states
+    "pytorch_lightning.",
+    "pydantic.",
     "__main__",  # objects pickled from a script
 )
 """Modules whose classes become inert records instead of being imported."""
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of bytes use it (latin-1 only)."""
+    if encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode(encoding)
+
 
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
@@ -131,6 +153,14 @@ for _dt in (
     "complex128",
 ):
     _SAFE_GLOBALS[("torch", _dt)] = getattr(torch, _dt)
+# numpy scalars, dtypes and arrays (data constructors only, as in torch's weights_only list)
+_np_multiarray = getattr(np, "_core", getattr(np, "core", None)).multiarray
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _SAFE_GLOBALS[(_mod, "scalar")] = _np_multiarray.scalar
+    _SAFE_GLOBALS[(_mod, "_reconstruct")] = _np_multiarray._reconstruct
+_SAFE_GLOBALS[("numpy", "dtype")] = np.dtype
+_SAFE_GLOBALS[("_codecs", "encode")] = _latin1_encode
+_SAFE_GLOBALS[("numpy", "ndarray")] = np.ndarray
 _SAFE_GLOBALS = {k: v for k, v in _SAFE_GLOBALS.items() if v is not None}
 
 _COMPAT = {"__builtin__": "builtins", "copy_reg": "copyreg"}
@@ -151,6 +181,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         key = (module, name)
         if key in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[key]
+        if module == "numpy.dtypes" and name.endswith("DType"):
+            return getattr(np.dtypes, name)
         if module.startswith(_RECORD_MODULE_PREFIXES) or module in ("jmp",):
             if key not in self._record_cache:
                 self._record_cache[key] = _record_class(module, name)

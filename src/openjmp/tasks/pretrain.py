@@ -28,12 +28,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from openjmp.graph.batch import Batch
 from openjmp.model.checkpoint import OPENJMP_FORMAT, OPENJMP_FORMAT_VERSION
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
-from openjmp.model.gemnet_oc.interaction_block import InteractionBlock
 from openjmp.model.jmp_model import JMPModel
 from openjmp.model.normalization import ElementReferences, Normalizer
 from openjmp.tasks.losses import energy_error_sums, force_error_sums, pretrain_loss
@@ -78,27 +76,12 @@ class OptimizationSettings:
     max_epochs: float | None = 2.0
 
 
-class CheckpointedInteractionBlock(InteractionBlock):
-    """An `InteractionBlock` that recomputes its activations in backward (memory for compute).
-
-    Set on existing blocks with `enable_activation_checkpointing` (the class is swapped, the
-    parameters and their names stay), so checkpoints are unaffected.
-    """
-
-    def forward(self, *args: Any) -> Any:  # type: ignore[override]
-        if self.training and torch.is_grad_enabled():
-            return checkpoint(super().forward, *args, use_reentrant=False)
-        return super().forward(*args)
-
-
-def enable_activation_checkpointing(model: JMPModel) -> int:
-    """Recompute every interaction block in backward; returns the number of blocks changed."""
-    n = 0
-    for block in model.backbone.int_blocks:
-        if type(block) is InteractionBlock:
-            block.__class__ = CheckpointedInteractionBlock
-            n += 1
-    return n
+def set_activation_checkpointing(model: JMPModel, enabled: bool) -> None:
+    """Recompute activations of the interaction and output blocks in backward (less memory,
+    more compute): the backbone's own checkpointing regions (`openjmp.model.gemnet_oc.
+    checkpointing`), switched by its ``memory_efficient`` flag. Parameters and their names do
+    not change, so checkpoints are unaffected."""
+    model.backbone.memory_efficient = bool(enabled)
 
 
 def disable_dropout_boost(model: JMPModel) -> None:
@@ -118,7 +101,7 @@ class PretrainTask(pl.LightningModule):
         tasks: one `DatasetTask` per dataset, in head order.
         optimization: optimizer and schedule settings.
         shared_gradient_scaling: divide shared basis gradients by their use count (authors).
-        activation_checkpointing: recompute interaction blocks in backward.
+        activation_checkpointing: recompute block activations in backward (less memory).
         dtype: parameter dtype (float64 for exactness tests).
         steps_per_epoch: optimizer steps per epoch, for a schedule given in epochs (default:
             asked from the Trainer's data module when the optimizer is built).
@@ -140,8 +123,7 @@ class PretrainTask(pl.LightningModule):
         self.task_names = [t.name for t in self.tasks]
         self.task_index = {n: i for i, n in enumerate(self.task_names)}
         self.model = JMPModel.pretraining(config, self.task_names).to(dtype)
-        if activation_checkpointing:
-            enable_activation_checkpointing(self.model)
+        set_activation_checkpointing(self.model, activation_checkpointing)
         self.references = nn.ModuleDict(
             {t.name: ElementReferences(list(t.references)) for t in self.tasks}
         )
@@ -166,7 +148,9 @@ class PretrainTask(pl.LightningModule):
         self._val_sums: Tensor | None = None
 
     # ------------------------------------------------------------------------------ batches
-    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+    def transfer_batch_to_device(
+        self, batch: Batch, device: torch.device, dataloader_idx: int
+    ) -> Batch:
         return batch.to(device)
 
     def structure_tasks(self, batch: Batch) -> Tensor:
@@ -260,7 +244,10 @@ class PretrainTask(pl.LightningModule):
             min_factor=o.min_lr_factor,
         )
         # stepped after every optimizer step (linear warm-up from 0.2x, cosine to 0.1x)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def schedule_steps(self) -> int:
         """Optimizer steps of the whole cosine schedule."""

@@ -4,11 +4,16 @@
   updated after every optimizer step, swapped in for validation, written into checkpoints as
   ``state_dict`` with the raw weights under ``current_model_state``). Only the parameters are
   averaged (``use_buffers=False``): every buffer of a JMP model is a constant, and averaging a
-  constant would only add rounding. The average lives on the training device.
-* `checkpoint_callback`: ``last.ckpt`` and the best checkpoint by a monitored metric.
+  constant would only add rounding. The average lives on the training device. As the stock
+  callback, it copies the average into the model when training ends (after `LastCheckpoint`
+  has saved the final step with the raw weights).
+* `checkpoint_callback`: the best checkpoint by a monitored metric (Lightning's).
 * `AtomicCheckpointIO`: every checkpoint goes to a temporary file in the target directory,
   is flushed to disk, then renamed over the target (`os.replace`), so a kill never leaves a
   truncated ``last.ckpt``.
+* `LastCheckpoint`: ``last.ckpt`` after every validation, every N steps and at the final step
+  or epoch, written inside the training loop (after the EMA update) where Lightning's resume
+  bookkeeping expects it; so a killed run resumes, and a finished one continues exactly.
 * `lr_monitor`: the learning rate in the logs, per optimizer step.
 """
 
@@ -21,7 +26,12 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 LAST = "last"
@@ -46,20 +56,57 @@ def ema_callback(decay: float) -> EMA:
     return EMA(decay=decay, use_buffers=False)
 
 
-def checkpoint_callback(
-    dirpath: Path, *, monitor: str | None = "val/loss", every_n_train_steps: int | None = None
-) -> ModelCheckpoint:
-    """``last.ckpt`` after every validation (or every N steps) and ``best-step=….ckpt``."""
+def checkpoint_callback(dirpath: Path, *, monitor: str = "val/loss") -> ModelCheckpoint:
+    """``best-step=….ckpt``: the checkpoint with the lowest ``monitor`` so far."""
     return ModelCheckpoint(
         dirpath=dirpath,
-        filename="best-{step:07d}" if monitor else "step-{step:07d}",
+        filename="best-{step:07d}",
         monitor=monitor,
         mode="min",
         save_top_k=1,
-        save_last=True,
-        every_n_train_steps=every_n_train_steps,
+        save_last=False,  # see LastCheckpoint
         auto_insert_metric_name=True,
     )
+
+
+class LastCheckpoint(Callback):
+    """Keep ``path`` (``last.ckpt``) at the latest resumable state of the run.
+
+    Written after every validation of the fit, every ``every_n_steps`` optimizer steps when set,
+    and after the run's final step (``max_steps``) or epoch, always inside the training loop,
+    where Lightning's resume bookkeeping expects checkpoints. (Lightning's own ``save_last``
+    only follows saves of the best checkpoint, so it lags when the monitored loss stops
+    improving.) Must come after the EMA callback in the Trainer's list, so the saved average
+    includes the step.
+    """
+
+    def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._saved_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        step = trainer.global_step
+        if step == self._saved_step:
+            return
+        final = 0 < trainer.max_steps <= step
+        periodic = bool(self.every_n_steps) and step % self.every_n_steps == 0  # type: ignore[operator]
+        if final or periodic:
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        max_epochs = trainer.max_epochs
+        last_epoch = max_epochs is not None and 0 < max_epochs <= trainer.current_epoch + 1
+        if last_epoch and trainer.global_step != self._saved_step:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._save(trainer)  # also after a save at this step: adds the validation record
 
 
 def lr_monitor() -> LearningRateMonitor:

@@ -152,15 +152,23 @@ class MultiDatasetDataModule(pl.LightningDataModule):
         names = self.names
         self.train_set = ConcatGraphDataset(
             [
-                GraphDataset(p.train_store, p.spec.graph, p.spec.name, indices=p.train_indices,
-                             edge_dropout=edge_dropout, seed=seed, dtype=dtype)  # fmt: skip
+                GraphDataset(
+                    p.train_store,
+                    p.spec.graph,
+                    p.spec.name,
+                    indices=p.train_indices,
+                    edge_dropout=edge_dropout,
+                    seed=seed,
+                    dtype=dtype,
+                )  # fmt: skip
                 for p in self.prepared
             ]
         )
         self.val_set = ConcatGraphDataset(
             [
-                GraphDataset(p.val_store, p.spec.graph, p.spec.name, indices=p.val_indices,
-                             dtype=dtype)  # fmt: skip
+                GraphDataset(
+                    p.val_store, p.spec.graph, p.spec.name, indices=p.val_indices, dtype=dtype
+                )  # fmt: skip
                 for p in self.prepared
             ]
         )

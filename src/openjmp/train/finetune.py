@@ -228,8 +228,12 @@ def run_finetune(
     logger: bool = True,
     evaluate_parts: Sequence[str] = EVAL_PARTS,
     residual_references: str | None = None,
+    cache_dir: Path | None = None,
 ) -> FinetuneResult:
     """Fine-tune as ``config`` says, writing into ``out_dir`` (module docstring).
+
+    ``cache_dir``: where the record caches live (default ``out_dir/cache``); runs on the same
+    sources may share one, caches are keyed by the source's fingerprint.
 
     ``resume``: continue ``out_dir/checkpoints/last.ckpt`` (`CheckpointError` if missing); the
     statistics and architecture come from that checkpoint, so the run continues exactly.
@@ -254,7 +258,7 @@ def run_finetune(
         atomic_write_bytes(out_dir / "config.yaml", text.encode())
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
-    splits = load_finetune_splits(config.data, out_dir / "cache")
+    splits = load_finetune_splits(config.data, Path(cache_dir) if cache_dir else out_dir / "cache")
     for name in EVAL_PARTS:
         part = splits.part(name)
         if part is not None:

@@ -139,8 +139,9 @@ def resolve_normalization(
     std = energy.std if energy.std is not None else float(e_ref["std"])  # type: ignore[index]
     if not std > 0:
         raise DataError(
-            store.path, None, f"dataset {name!r}: referenced energies have zero spread; set "
-            "energy_normalization.std"
+            store.path,
+            None,
+            f"dataset {name!r}: referenced energies have zero spread; set energy_normalization.std",
         )
     f = stats["forces"]
     if forces.std is None and (f is None or not f["rms"] > 0):

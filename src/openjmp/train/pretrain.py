@@ -4,7 +4,7 @@ Layout of ``out_dir``::
 
     config.yaml              the resolved configuration of the run
     cache/                   record caches of every source, normalisation JSON per dataset
-    checkpoints/last.ckpt    Lightning checkpoint after the last validation (resume from it)
+    checkpoints/last.ckpt    Lightning checkpoint of the last validation and of the final step
     checkpoints/best-*.ckpt  best by the mean validation loss
     logs/csv/version_*/      every logged value, one version per launch (TensorBoard in
                              logs/tensorboard when installed)
@@ -177,6 +177,7 @@ def run_pretrain(
         ema_decay=config.ema_decay,
         progress=progress,
         resume=resume,
+        last_checkpoint=True,
         checkpoint_every_n_steps=checkpoint_every_n_steps,
         callbacks=callbacks,
         logger=logger,
@@ -186,8 +187,8 @@ def run_pretrain(
         trainer.validate(task, datamodule=dm, verbose=False)  # the end point of every curve
     final = out_dir / "model.pt"
     if trainer.is_global_zero:
-        # after fit, Lightning's weight averaging has copied the EMA into the model; the saved
-        # model carries no edge-dropout boost (fine-tuning drops no edges)
+        # at the end of fit, Lightning's weight averaging copied the EMA into the model; the
+        # saved model carries no edge-dropout boost (fine-tuning drops no edges)
         disable_dropout_boost(task.model)
         meta = {**task.metadata(), "step": int(trainer.global_step), "ema": config.ema_decay}
         save_model(task.model, final, metadata=meta)

@@ -87,6 +87,4 @@ def _grouped(seed: int, ids: Sequence[Any], sizes: list[int | None]) -> dict[str
     if rest:
         part_of[order[pos:]] = rest[0]
     per_record = part_of[inverse]
-    return {
-        part: np.flatnonzero(per_record == k).astype(np.int64) for k, part in enumerate(PARTS)
-    }
+    return {part: np.flatnonzero(per_record == k).astype(np.int64) for k, part in enumerate(PARTS)}

@@ -3,8 +3,9 @@
 What it sets, and why:
 
 * loggers: CSV always (``<out>/logs/csv/version_<k>``), TensorBoard too when ``tensorboard`` is installed;
-* callbacks: `ModelCheckpoint` (last + best by ``monitor``), EMA of the weights (when a decay
-  is given), learning-rate monitor, a progress bar (per-dataset losses) unless ``progress=False``;
+* callbacks: EMA of the weights (when a decay is given), ``last.ckpt`` after every validation
+  and at the final step (`LastCheckpoint`, on request), `ModelCheckpoint` for the best by ``monitor``,
+  learning-rate monitor, a progress bar (per-dataset losses) unless ``progress=False``;
 * ``AtomicCheckpointIO``: checkpoints written through a temporary file + rename;
 * ``use_distributed_sampler=False``: openjmp's samplers shard by rank themselves and carry
   their own resumable state (`openjmp.train.loader`);
@@ -35,7 +36,13 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from openjmp.config.common import ClippingConfig, TrainerConfig
 from openjmp.errors import ConfigError
-from openjmp.train.callbacks import AtomicCheckpointIO, checkpoint_callback, ema_callback, lr_monitor
+from openjmp.train.callbacks import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    checkpoint_callback,
+    ema_callback,
+    lr_monitor,
+)
 
 _LIGHTNING_PRECISION = {
     "32-true": "32-true",
@@ -83,6 +90,7 @@ def build_trainer(
     monitor: str | None = "val/loss",
     progress: bool = True,
     resume: bool = False,
+    last_checkpoint: bool = False,
     checkpoint_every_n_steps: int | None = None,
     callbacks: Sequence[Callback] = (),
     logger: bool = True,
@@ -99,7 +107,9 @@ def build_trainer(
         monitor: metric picking the best checkpoint (None: only last).
         progress: show the progress bar.
         resume: this run continues a checkpoint (no sanity validation).
-        checkpoint_every_n_steps: also write ``last.ckpt`` every N optimizer steps.
+        last_checkpoint: keep ``checkpoints/last.ckpt`` current (`LastCheckpoint`); off, the
+            caller writes it (Lightning's ``save_last`` is off: it lags, see `LastCheckpoint`).
+        checkpoint_every_n_steps: with ``last_checkpoint``, also every N optimizer steps.
         callbacks: extra callbacks (run before the stock ones).
         logger: False disables logging (tests).
         overrides: further ``pl.Trainer`` keyword arguments (they win).
@@ -115,11 +125,13 @@ def build_trainer(
     cbs: list[Callback] = list(callbacks)
     if ema_decay is not None:
         cbs.append(ema_callback(ema_decay))
-    cbs.append(
-        checkpoint_callback(
-            out_dir / "checkpoints", monitor=monitor, every_n_train_steps=checkpoint_every_n_steps
+    cbs.append(  # after the EMA, so the saved average includes the step
+        LastCheckpoint(
+            out_dir / "checkpoints" / "last.ckpt", every_n_steps=checkpoint_every_n_steps
         )
     )
+    if monitor is not None:
+        cbs.append(checkpoint_callback(out_dir / "checkpoints", monitor=monitor))
     if logger:
         cbs.append(lr_monitor())
     if progress:

@@ -91,7 +91,9 @@ class GemNetOCBackbone(nn.Module):
         return {n: m for n, m in self.named_modules() if isinstance(m, ScaleFactor)}
 
     @torch.no_grad()
-    def set_scale_factors(self, values: Mapping[str, float | Tensor], *, strict: bool = True) -> None:
+    def set_scale_factors(
+        self, values: Mapping[str, float | Tensor], *, strict: bool = True
+    ) -> None:
         """Fill scale factors by module path (the authors' scale-file names).
 
         strict: every factor of the model must be given and every given name must exist.

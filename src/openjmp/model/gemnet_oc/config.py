@@ -118,9 +118,7 @@ class GemNetOCConfig:
     # ------------------------------------------------------------------ checks
     def _check(self) -> None:
         def bad(field_name: str, why: str) -> ConfigError:
-            return ConfigError(
-                f"GemNetOCConfig.{field_name}={getattr(self, field_name)!r}: {why}"
-            )
+            return ConfigError(f"GemNetOCConfig.{field_name}={getattr(self, field_name)!r}: {why}")
 
         for name in (
             "num_spherical",
@@ -163,7 +161,9 @@ class GemNetOCConfig:
             if spec.get("name", "").lower() != "gaussian" or any(
                 spec.get(k) for k in ("trainable", "trainable_stds")
             ):
-                raise bad(name, "only the fixed Gaussian radial basis {'name': 'gaussian'} is supported")
+                raise bad(
+                    name, "only the fixed Gaussian radial basis {'name': 'gaussian'} is supported"
+                )
             extra = set(spec) - {"name", "trainable", "trainable_stds"}
             if extra:
                 raise bad(name, f"unknown keys {sorted(extra)}")
@@ -185,7 +185,12 @@ class GemNetOCConfig:
         ):
             if getattr(self, name) is not True:
                 raise bad(name, "GemNet-OC as used by JMP needs all four interactions (True)")
-        for name in ("scale_basis", "learnable_rbf", "learnable_rbf_stds", "unique_basis_per_layer"):
+        for name in (
+            "scale_basis",
+            "learnable_rbf",
+            "learnable_rbf_stds",
+            "unique_basis_per_layer",
+        ):
             if getattr(self, name) is not False:
                 raise bad(name, "not used by JMP and not implemented (must be False)")
         if self.absolute_rbf_cutoff is None or not self.absolute_rbf_cutoff > 0:
@@ -235,7 +240,9 @@ class GemNetOCConfig:
         value this implementation does not support, raises `ConfigError` naming ``source``.
         """
         if not isinstance(d, Mapping):
-            raise ConfigError(f"{source}: backbone config must be a mapping, got {type(d).__name__}")
+            raise ConfigError(
+                f"{source}: backbone config must be a mapping, got {type(d).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in d.items():

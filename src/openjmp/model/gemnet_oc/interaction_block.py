@@ -64,7 +64,9 @@ class InteractionBlock(nn.Module):
             [ResidualLayer(e, activation=act) for _ in range(c.num_concat)]
         )
 
-    def forward(self, h: Tensor, m: Tensor, bases: BasesOutput, g: GemNetGraph) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, m: Tensor, bases: BasesOutput, g: GemNetGraph
+    ) -> tuple[Tensor, Tensor]:
         num_atoms, num_edges = h.shape[0], m.shape[0]
         main_index = g.main.edge_index
 
@@ -80,14 +82,14 @@ class InteractionBlock(nn.Module):
         )  # fmt: skip
         h_a2a = self.atom_interaction(h, bases.a2a_rad, bases.a2a_plan, g.a2a.edge_index)
 
-        x = (x_skip + x_e2e + x_qint + x_a2e) * _INV_SQRT_4
-        h = (h + h_e2a + h_a2a) * _INV_SQRT_3
+        x = (x_skip + x_e2e).add_(x_qint).add_(x_a2e).mul_(_INV_SQRT_4)
+        h = (h + h_e2a).add_(h_a2a).mul_(_INV_SQRT_3)
 
         x = run_sequence(self.layers_before_skip, x)
-        m = run_sequence(self.layers_after_skip, (m + x) * INV_SQRT_2)
+        m = run_sequence(self.layers_after_skip, (m + x).mul_(INV_SQRT_2))
 
         h = run_sequence(self.atom_emb_layers, h)
-        h = (h + self.atom_update(h, m, bases.rbf_h, main_index[1])) * INV_SQRT_2
+        h = (h + self.atom_update(h, m, bases.rbf_h, main_index[1])).mul_(INV_SQRT_2)
 
         m2 = run_sequence(self.residual_m, self.concat_layer(h, m, main_index))
-        return h, (m + m2) * INV_SQRT_2
+        return h, (m + m2).mul_(INV_SQRT_2)

@@ -46,7 +46,9 @@ class TripletInteraction(nn.Module):
         self.dense_ba = Dense(emb_size_in, emb_size_in, activation=activation)
         self.mlp_rbf = Dense(emb_size_rbf, emb_size_in)
         self.scale_rbf = ScaleFactor()
-        self.mlp_cbf = EfficientInteractionBilinear(emb_size_trip_in, emb_size_cbf, emb_size_trip_out)
+        self.mlp_cbf = EfficientInteractionBilinear(
+            emb_size_trip_in, emb_size_cbf, emb_size_trip_out
+        )
         self.scale_cbf_sum = ScaleFactor()
         self.down_projection = Dense(emb_size_in, emb_size_trip_in, activation=activation)
         self.up_projection_ca = Dense(emb_size_trip_out, emb_size_out, activation=activation)
@@ -73,7 +75,7 @@ class TripletInteraction(nn.Module):
         x_ba = self.dense_ba(m)
         if expand_idx is not None:
             x_ba = x_ba.index_select(0, expand_idx)
-        x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases.rad), ref=x_ba)
+        x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases.rad), ref=x_ba, inplace=True)
         x_ba = self.down_projection(x_ba)  # (E_src, trip_in)
 
         agg = bases.plan.aggregate(bases.cir, x_ba)  # (n_out, S, trip_in)
@@ -87,7 +89,7 @@ class TripletInteraction(nn.Module):
         if self.symmetric_mp:
             x_ca = self.up_projection_ca(x)
             x_ac = self.up_projection_ac(x).index_select(0, id_swap)
-            return (x_ca + x_ac) * INV_SQRT_2
+            return (x_ca + x_ac).mul_(INV_SQRT_2)
         if self.swap_output:
             x = x.index_select(0, id_swap)
         return self.up_projection_ca(x)
@@ -114,7 +116,9 @@ class QuadrupletInteraction(nn.Module):
         self.scale_rbf = ScaleFactor()
         self.mlp_cbf = Dense(emb_size_cbf, emb_size_quad_in)
         self.scale_cbf = ScaleFactor()
-        self.mlp_sbf = EfficientInteractionBilinear(emb_size_quad_in, emb_size_sbf, emb_size_quad_out)
+        self.mlp_sbf = EfficientInteractionBilinear(
+            emb_size_quad_in, emb_size_sbf, emb_size_quad_out
+        )
         self.scale_sbf_sum = ScaleFactor()
         self.down_projection = Dense(emb_size_edge, emb_size_quad_in, activation=activation)
         self.up_projection_ca = Dense(emb_size_quad_out, emb_size_edge, activation=activation)
@@ -125,11 +129,11 @@ class QuadrupletInteraction(nn.Module):
         """m (E, emb_edge) -> (E, emb_edge)."""
         num_edges = m.shape[0]
         x_db = self.dense_db(m)
-        x_db = self.scale_rbf(x_db * self.mlp_rbf(bases.rad), ref=x_db)
+        x_db = self.scale_rbf(x_db * self.mlp_rbf(bases.rad), ref=x_db, inplace=True)
         x_db = self.down_projection(x_db)  # (E, quad_in)
 
         x_db = x_db.index_select(0, idx.triplet_in_in)  # (T_in, quad_in)
-        x_db = self.scale_cbf(x_db * self.mlp_cbf(bases.cir), ref=x_db)
+        x_db = self.scale_cbf(x_db * self.mlp_cbf(bases.cir), ref=x_db, inplace=True)
 
         num_trip_out = idx.triplet_out_out.shape[0]
         s = bases.sph_theta.width
@@ -144,7 +148,7 @@ class QuadrupletInteraction(nn.Module):
         if self.symmetric_mp:
             x_ca = self.up_projection_ca(x)
             x_ac = self.up_projection_ac(x).index_select(0, id_swap)
-            return (x_ca + x_ac) * INV_SQRT_2
+            return (x_ca + x_ac).mul_(INV_SQRT_2)
         return self.up_projection_ca(x)
 
 

@@ -24,7 +24,7 @@ class ScaledSiLU(nn.Module):
     """SiLU(x) / 0.6, which keeps unit variance for unit-variance Gaussian input."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.silu(x) * _SILU_SCALE
+        return F.silu(x).mul_(_SILU_SCALE)  # silu keeps its input for backward, not its output
 
 
 def make_activation(name: str | None) -> nn.Module:
@@ -80,7 +80,7 @@ class ResidualLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x + self.dense_mlp(x)) * INV_SQRT_2
+        return (x + self.dense_mlp(x)).mul_(INV_SQRT_2)
 
 
 RefLike = Tensor | Callable[[], Tensor] | None
@@ -108,9 +108,10 @@ class ScaleFactor(nn.Module):
     def fitted(self) -> bool:
         return bool(self.scale_factor.item() != 0.0)
 
-    def forward(self, x: Tensor, *, ref: RefLike = None) -> Tensor:
+    def forward(self, x: Tensor, *, ref: RefLike = None, inplace: bool = False) -> Tensor:
+        """x * scale_factor if fitted; ``inplace`` only for a fresh temporary nothing else holds."""
         if self.scale_factor.is_meta or self.fitted:
-            x = x * self.scale_factor
+            x = x.mul_(self.scale_factor) if inplace else x * self.scale_factor
         if self._stats is not None:
             self._observe(x, ref)
         return x

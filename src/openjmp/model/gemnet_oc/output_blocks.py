@@ -51,7 +51,7 @@ class AtomUpdateBlock(nn.Module):
 
     def forward(self, h: Tensor, m: Tensor, rbf: Tensor, idx_atom: Tensor) -> Tensor:
         x = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
-        x = self.scale_sum(x, ref=m)
+        x = self.scale_sum(x, ref=m, inplace=True)
         return run_sequence(self.layers, x)
 
 
@@ -90,16 +90,16 @@ class OutputBlock(AtomUpdateBlock):
         if self.training and self.edge_dropout:
             # the authors' compensation for edges removed by edge dropout (training only)
             x_e = x_e / (1 - self.edge_dropout)
-        x_e = self.scale_sum(x_e, ref=m)
+        x_e = self.scale_sum(x_e, ref=m, inplace=True)
         x_e = run_sequence(self.layers, x_e)
         if self.seq_energy2 is not None:
-            x_e = run_sequence(self.seq_energy2, (x_e + h) * INV_SQRT_2)
+            x_e = run_sequence(self.seq_energy2, (x_e + h).mul_(INV_SQRT_2))
         return x_e
 
     def forward_forces(self, m: Tensor, rbf: Tensor) -> Tensor:
         """(E, emb_edge) edge output of this block (direct forces only)."""
         x_f = run_sequence(self.seq_forces, m)
-        return self.scale_rbf_F(x_f * self.dense_rbf_F(rbf), ref=x_f)
+        return self.scale_rbf_F(x_f * self.dense_rbf_F(rbf), ref=x_f, inplace=True)
 
 
 class FinalMLP(nn.Module):

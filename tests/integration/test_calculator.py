@@ -1,0 +1,125 @@
+"""JMPCalculator and the public predict/load_model calls, with ASE's optimiser and MD.
+
+The model is the tiny random float64 model of the physics suite (energy head scaled so that
+forces are ~0.2 eV/Å): BFGS must converge on the model's own surface (gradient forces make it a
+consistent potential), lowering the energy and the largest force; velocity Verlet must conserve
+the total energy to ~1e-4 relative over a few steps. ``predict`` must not depend on how the
+structures are batched, and ``openjmp predict`` must write every structure's energy and forces.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import molecule
+from ase.md.verlet import VelocityVerlet
+from ase.optimize import BFGS
+
+import openjmp
+from openjmp.cli.main import main
+from openjmp.errors import ConfigError
+from openjmp.model.checkpoint import save_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "physics"))
+from physics_models import physics_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():  # noqa: ANN201
+    m = physics_model()
+    with torch.no_grad():
+        m.heads["t_energy"].mlp[-1].weight.mul_(300.0)
+    return m
+
+
+def water() -> ase.Atoms:
+    a = molecule("H2O")
+    a.positions += np.random.default_rng(0).normal(scale=0.1, size=a.positions.shape)
+    return a
+
+
+def test_bfgs_relaxation_converges(model) -> None:  # noqa: ANN001
+    atoms = water()
+    atoms.calc = openjmp.JMPCalculator(model, graph="ani1x", head="t", forces="gradient")
+    e0, f0 = atoms.get_potential_energy(), np.abs(atoms.get_forces()).max()
+    assert atoms.get_potential_energy() == atoms.calc.results["free_energy"]
+    assert BFGS(atoms, logfile=None).run(fmax=0.01, steps=100)
+    assert atoms.get_potential_energy() < e0 - 1e-3
+    assert np.abs(atoms.get_forces()).max() < min(0.01, f0 / 10)
+
+
+def test_velocity_verlet_conserves_energy(model) -> None:  # noqa: ANN001
+    atoms = water()
+    atoms.calc = openjmp.JMPCalculator(model, graph="ani1x", head="t", forces="gradient")
+    atoms.set_momenta(np.random.default_rng(1).normal(scale=0.5, size=(3, 3)))
+    e_start = atoms.get_total_energy()
+    VelocityVerlet(atoms, timestep=0.2 * units.fs, logfile=None).run(10)
+    assert abs(atoms.get_total_energy() - e_start) < 1e-4 * abs(e_start) + 1e-5
+
+
+def test_direct_forces_by_default_when_the_model_has_them(model) -> None:  # noqa: ANN001
+    atoms = water()
+    atoms.calc = openjmp.JMPCalculator(model, graph="ani1x", head="t")
+    direct = openjmp.predict(model, atoms, graph="ani1x", head="t", forces="direct")
+    np.testing.assert_array_equal(atoms.get_forces(), direct.forces[0])
+    assert direct.force_head == "t_forces"
+    with pytest.raises(ConfigError, match="unknown head"):
+        openjmp.JMPCalculator(model, head="nope")
+
+
+def test_predict_is_independent_of_batching(model) -> None:  # noqa: ANN001
+    frames = [water(), molecule("CH4"), molecule("NH3"), water()]
+    one = openjmp.predict(model, frames, graph="ani1x", forces="gradient", max_atoms_per_batch=1)
+    all_ = openjmp.predict(model, frames, graph="ani1x", forces="gradient", max_atoms_per_batch=100)
+    np.testing.assert_allclose(one.energies, all_.energies, rtol=1e-12)
+    for a, b, c, d in zip(one.forces, all_.forces, one.embeddings, all_.embeddings):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(c, d, rtol=1e-10, atol=1e-12)
+    assert [f.shape for f in one.forces] == [(len(a), 3) for a in frames]
+    assert one.embeddings[0].shape == (3, 16)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".extxyz"])
+def test_predict_command(model, tmp_path: Path, suffix: str) -> None:  # noqa: ANN001
+    ckpt = save_model(model, tmp_path / "model.pt")
+    structures = tmp_path / "in.extxyz"
+    frames = [water(), molecule("CH4")]
+    ase.io.write(structures, frames)
+    out = tmp_path / f"out{suffix}"
+    args = ["predict", str(ckpt), str(structures), "-o", str(out), "--graph", "ani1x"]
+    assert main([*args, "--dtype", "float64", "--forces", "gradient"]) == 0
+    frames = ase.io.read(structures, index=":")  # as written (positions rounded by the format)
+    ref = openjmp.predict(
+        openjmp.load_model(ckpt, dtype=torch.float64), frames, graph="ani1x", forces="gradient"
+    )
+    if suffix == ".npz":
+        data = np.load(out)
+        np.testing.assert_allclose(data["energies"], ref.energies, rtol=1e-12)
+        np.testing.assert_allclose(
+            data["forces"], np.concatenate(ref.forces), rtol=1e-10, atol=1e-12
+        )
+        assert data["natoms"].tolist() == [3, 5]
+    else:
+        back = ase.io.read(out, index=":")
+        assert [a.get_potential_energy() for a in back] == pytest.approx(
+            ref.energies.tolist(), rel=1e-10
+        )
+        np.testing.assert_allclose(
+            back[1].get_forces(), ref.forces[1], rtol=0, atol=1e-7
+        )  # 8 decimals
+
+
+def test_predict_command_reports_bad_input(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    out = str(tmp_path / "o.npz")
+    assert main(["predict", str(tmp_path / "none.ckpt"), str(tmp_path / "x.xyz"), "-o", out]) == 2
+    assert "x.xyz: file not found" in capsys.readouterr().err
+    ase.io.write(tmp_path / "x.xyz", water())
+    assert main(["predict", str(tmp_path / "none.ckpt"), str(tmp_path / "x.xyz"), "-o", out]) == 2
+    assert "none.ckpt: no such checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()

@@ -1,0 +1,142 @@
+"""Heads, key mapping, memory-efficient training and the model's input checks.
+
+* pooling and the direct-force formula against explicit loops;
+* the authors' head MLP layout (Linear/act alternation, no bias on the scalar output);
+* activation checkpointing must not change any gradient (bitwise equal here: the recomputed
+  forward runs the same kernels in the same order) while keeping less in memory;
+* atomic numbers outside 1..120 raise a DataError instead of an index error deep in torch.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import make_batch, tiny_config, tiny_model
+from torch import nn
+
+from openjmp.errors import ConfigError, DataError
+from openjmp.model.heads import (
+    DirectForceHead,
+    EnergyHead,
+    GradientForceHead,
+    ScalarHead,
+    mlp,
+    pool,
+)
+from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
+from openjmp.model.keymap import authors_to_ours, ours_to_authors
+
+
+def test_pooling() -> None:
+    x = torch.tensor([[1.0], [2.0], [3.0], [-4.0]])
+    b = torch.tensor([0, 0, 1, 1])
+    assert pool(x, b, 2, "sum")[:, 0].tolist() == [3.0, -1.0]
+    assert pool(x, b, 2, "mean")[:, 0].tolist() == [1.5, -0.5]
+    assert pool(x, b, 2, "max")[:, 0].tolist() == [2.0, 3.0]
+
+
+def test_authors_mlp_layout() -> None:
+    seq = mlp([8, 8, 8, 1], "scaled_silu")
+    kinds = [type(m).__name__ for m in seq]
+    assert kinds == ["Linear", "ScaledSiLU", "Linear", "ScaledSiLU", "Linear"]
+    assert seq[0].bias is not None and seq[4].bias is None
+    assert [k for k, _ in EnergyHead(8).state_dict().items()][-1] == "mlp.8.weight"
+
+
+def test_direct_force_head_sums_edge_scalars_times_unit_vectors() -> None:
+    head = DirectForceHead(4, num_mlps=2).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    v = torch.nn.functional.normalize(torch.randn(5, 3, dtype=torch.float64), dim=1)
+    t = torch.tensor([0, 2, 2, 1, 0])
+    f = head(x, v, t, 3)
+    ref = torch.zeros(3, 3, dtype=torch.float64)
+    for e in range(5):
+        ref[t[e]] += head.mlp(x[e : e + 1])[0, 0] * v[e]
+    torch.testing.assert_close(f, ref)
+
+
+def test_head_specs_round_trip() -> None:
+    for head in (
+        EnergyHead(8, num_mlps=3, pooling="mean", bias=False),
+        ScalarHead(8, num_outputs=2, pooling="max"),
+        DirectForceHead(6),
+        GradientForceHead("e"),
+    ):
+        again = head_from_spec(head_spec(head))
+        assert type(again) is type(head) and head_spec(again) == head_spec(head)
+    with pytest.raises(ConfigError):
+        head_from_spec({"type": "nonsense"})
+
+
+def test_keymap_round_trip() -> None:
+    m = tiny_model(tasks=("oc20", "oc22"))
+    authors = ours_to_authors(m.state_dict(), ("oc20", "oc22"))
+    assert (
+        "output.out_forces.1.8.weight" in authors
+        and "heads.oc22_forces.mlp.8.weight" not in authors
+    )
+    back, ignored = authors_to_ours(
+        {**authors, "task_steps.x.value": torch.zeros(())}, ("oc20", "oc22")
+    )
+    assert list(back) == list(m.state_dict()) and list(ignored) == ["task_steps.x.value"]
+
+
+def test_gradient_head_must_refer_to_an_energy_head() -> None:
+    with pytest.raises(ConfigError):
+        JMPModel(tiny_config(), {"f": GradientForceHead("missing")})
+
+
+def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict) -> None:
+    m = tiny_model(seed=3).train()
+    batch = make_batch([frames["bulk"], frames["molecule"]], "oc20")
+
+    def run(efficient: bool) -> tuple[dict, int]:
+        m.backbone.memory_efficient = efficient
+        m.zero_grad()
+        saved = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[0] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = m(batch)
+        w = torch.linspace(-1, 1, out["oc20_forces"].numel(), dtype=torch.float64)
+        loss = (
+            out["oc20_energy"].sum()
+            + out["ani1x_energy"].sum()
+            + (out["oc20_forces"].flatten() * w).sum()
+        )
+        loss.backward()
+        return {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}, saved[0]
+
+    plain, mem_plain = run(False)
+    efficient, mem_eff = run(True)
+    assert plain.keys() == efficient.keys() and len(plain) > 100
+    for k in plain:
+        torch.testing.assert_close(efficient[k], plain[k], rtol=1e-12, atol=1e-14)
+    assert mem_eff < mem_plain / 3
+
+
+def test_atomic_numbers_out_of_range(frames: dict, model: JMPModel) -> None:
+    b = make_batch([frames["molecule"]], "ani1x")
+    bad = type(b)(
+        **{
+            **{f: getattr(b, f) for f in b.__dataclass_fields__},
+            "atomic_numbers": b.atomic_numbers * 0,
+        }
+    )
+    with pytest.raises(DataError, match="1..120"):
+        model(bad)
+
+
+def test_float32_model_runs_on_float64_batches(frames: dict) -> None:
+    m = tiny_model().float()
+    out = m(make_batch([frames["molecule"]], "ani1x"))
+    assert out["oc20_energy"].dtype == torch.float32 and torch.isfinite(out["oc20_forces"]).all()
+
+
+def test_module_tree_is_clean() -> None:
+    m = tiny_model()
+    assert set(dict(m.named_children())) == {"embedding", "backbone", "heads"}
+    assert isinstance(m.heads, nn.ModuleDict) and "oc20_energy" in m.heads

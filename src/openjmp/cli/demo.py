@@ -12,9 +12,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the JMP study on embedded data: corpus, pre-training, two-arm fine-tuning, report",
     )
     p.add_argument("--out", type=Path, default=Path("openjmp-demo"), help="output directory")
-    p.add_argument("--scale", type=float, default=1.0, help="corpus size and budget (0.05: a ~2 min smoke run)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="corpus size and budget (0.05: a ~2 min smoke run)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus and pre-training")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (1: with two cores, a second busy thread can slow each step tenfold)",
+    )
     p.set_defaults(func=run)
 
 

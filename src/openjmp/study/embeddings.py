@@ -29,7 +29,13 @@ def _sources(pretrain: PretrainConfig, tasks: Sequence[DemoTask]):
         if path in seen:
             continue
         seen.add(path)
-        yield t.name.split("_")[0] + "_ft", t.data["format"], path, {}, GraphConfig(**t.data["graph"])
+        yield (
+            t.name.split("_")[0] + "_ft",
+            t.data["format"],
+            path,
+            {},
+            GraphConfig(**t.data["graph"]),
+        )
 
 
 @torch.no_grad()

@@ -65,7 +65,11 @@ def parity(
         ax.plot([lo, hi], [lo, hi], color="grey", lw=1)
         ax.scatter(y, p, s=4, alpha=0.5)
         mae = float(np.mean(np.abs(p - y)))
-        ax.set(title=f"{name}: MAE {mae:.4g} {unit}", xlabel=f"true ({unit})", ylabel=f"predicted ({unit})")
+        ax.set(
+            title=f"{name}: MAE {mae:.4g} {unit}",
+            xlabel=f"true ({unit})",
+            ylabel=f"predicted ({unit})",
+        )
         ax.set_aspect("equal", adjustable="datalim")
     fig.suptitle(title)
     return _save(fig, path)

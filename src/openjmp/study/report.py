@@ -47,7 +47,10 @@ class Row:
 def _rows(tasks: Sequence[Any], runs: Sequence[Any]) -> list[Row]:
     rows = []
     for t in tasks:
-        arm = {a: sorted((r for r in runs if r.task == t.name and r.arm == a), key=lambda r: r.seed) for a in ("scratch", "pretrained")}
+        arm = {
+            a: sorted((r for r in runs if r.task == t.name and r.arm == a), key=lambda r: r.seed)
+            for a in ("scratch", "pretrained")
+        }
         rows.append(
             Row(
                 task=t.name,
@@ -122,21 +125,32 @@ def _figures(out: Path, summary: dict[str, Any], tasks, runs, emb, labels) -> di
         for key, label in (("energy_mae", "energy MAE (eV)"), ("force_mae", "force MAE (eV/Å)")):
             curves = {n: ([s for s, _ in vh], [m[n][key] for _, m in vh]) for n in names}
             figs[f"pretrain_{key}"] = plots.learning_curves(
-                curves, fig / f"pretrain_{key}.png", title=f"pre-training: validation {label}",
-                xlabel="optimizer step", ylabel=label,
+                curves,
+                fig / f"pretrain_{key}.png",
+                title=f"pre-training: validation {label}",
+                xlabel="optimizer step",
+                ylabel=label,
             ).name
     for t in tasks:
         curves = {
             f"{r.arm} seed {r.seed}": ([s for s, _ in r.history], [v for _, v in r.history])
-            for r in runs if r.task == t.name
+            for r in runs
+            if r.task == t.name
         }
         figs[f"curve_{t.name}"] = plots.learning_curves(
-            curves, fig / f"finetune_{t.name}.png", title=f"fine-tuning: {t.title}",
-            xlabel="optimizer step", ylabel=f"validation MAE ({t.unit})",
+            curves,
+            fig / f"finetune_{t.name}.png",
+            title=f"fine-tuning: {t.title}",
+            xlabel="optimizer step",
+            ylabel=f"validation MAE ({t.unit})",
         ).name
         arms = {
-            f"{r.arm} (seed {r.seed})": (np.asarray(r.test_true) * t.factor, np.asarray(r.test_pred) * t.factor)
-            for r in runs if r.task == t.name and r.seed == 0 and len(r.test_true)
+            f"{r.arm} (seed {r.seed})": (
+                np.asarray(r.test_true) * t.factor,
+                np.asarray(r.test_pred) * t.factor,
+            )
+            for r in runs
+            if r.task == t.name and r.seed == 0 and len(r.test_true)
         }
         if arms:
             unit = t.unit.replace("meV/Å", "meV/Å (components)")
@@ -144,13 +158,17 @@ def _figures(out: Path, summary: dict[str, Any], tasks, runs, emb, labels) -> di
                 arms, fig / f"parity_{t.name}.png", title=f"test set: {t.title}", unit=unit
             ).name
     figs["tsne"] = plots.embedding_map(
-        emb, labels, fig / "embeddings_tsne.png",
+        emb,
+        labels,
+        fig / "embeddings_tsne.png",
         title="t-SNE of pooled backbone embeddings (pre-trained demo model)",
     ).name
     return figs
 
 
-def write_report(out: Path, summary: dict[str, Any], tasks, runs, emb: np.ndarray, labels: list[str]) -> Path:
+def write_report(
+    out: Path, summary: dict[str, Any], tasks, runs, emb: np.ndarray, labels: list[str]
+) -> Path:
     """Write ``out/report.md`` and its figures; print the headline table. Returns the report path."""
     out = Path(out)
     rows = _rows(tasks, runs)
@@ -192,23 +210,43 @@ def write_report(out: Path, summary: dict[str, Any], tasks, runs, emb: np.ndarra
     ]
     if electronic:
         md += ["## Electronic properties", "", WEAK_TRANSFER_NOTE, ""]
-    md += ["## Pre-training", "", "| dataset | val energy MAE (eV), start → end | val force MAE (eV/Å), start → end |", "|---|---|---|", *pre_lines, ""]
+    md += [
+        "## Pre-training",
+        "",
+        "| dataset | val energy MAE (eV), start → end | val force MAE (eV/Å), start → end |",
+        "|---|---|---|",
+        *pre_lines,
+        "",
+    ]
     for k in ("pretrain_energy_mae", "pretrain_force_mae"):
         if k in figs:
             md.append(f"![{k}](figures/{figs[k]})")
     md += ["", "## Fine-tuning learning curves (validation)", ""]
     md += [f"![curve {t.name}](figures/{figs[f'curve_{t.name}']})" for t in tasks]
     md += ["", "## Parity on the test split", ""]
-    md += [f"![parity {t.name}](figures/{figs[f'parity_{t.name}']})" for t in tasks if f"parity_{t.name}" in figs]
-    md += ["", "## Embeddings", "", "Pooled per-atom backbone features of structures from every set, "
-           "t-SNE, coloured by set (the paper's Figure 5 in miniature).", "",
-           f"![t-SNE](figures/{figs['tsne']})", ""]
+    md += [
+        f"![parity {t.name}](figures/{figs[f'parity_{t.name}']})"
+        for t in tasks
+        if f"parity_{t.name}" in figs
+    ]
+    md += [
+        "",
+        "## Embeddings",
+        "",
+        "Pooled per-atom backbone features of structures from every set, "
+        "t-SNE, coloured by set (the paper's Figure 5 in miniature).",
+        "",
+        f"![t-SNE](figures/{figs['tsne']})",
+        "",
+    ]
     path = out / "report.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(md))
     tmp.replace(path)
     print()
     print(table)
-    print(f"\naverage improvement (energy & force tasks): {avg * 100:.0f} %   paper: {PAPER_AVERAGE_IMPROVEMENT * 100:.0f} %")
+    print(
+        f"\naverage improvement (energy & force tasks): {avg * 100:.0f} %   paper: {PAPER_AVERAGE_IMPROVEMENT * 100:.0f} %"
+    )
     print(f"pre-training {pre_s:.0f} s; fine-tuning compute saved {saved:.0f} s")
     return path

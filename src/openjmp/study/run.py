@@ -49,7 +49,9 @@ def _flat(x: Any) -> list[float]:
     return [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]
 
 
-def _finetune(task: DemoTask, arm: str, seed: int, pretrain_cfg, ckpt: Path, budget: Budget, out: Path) -> ArmRun:
+def _finetune(
+    task: DemoTask, arm: str, seed: int, pretrain_cfg, ckpt: Path, budget: Budget, out: Path
+) -> ArmRun:
     from openjmp.train.finetune import run_finetune
 
     cfg = finetune_config(
@@ -64,7 +66,9 @@ def _finetune(task: DemoTask, arm: str, seed: int, pretrain_cfg, ckpt: Path, bud
     )
     test = res.metrics.get("test", {})
     if task.metric not in test:
-        raise RuntimeError(f"fine-tuning {task.name} ({arm}) reported no test {task.metric}: {test}")
+        raise RuntimeError(
+            f"fine-tuning {task.name} ({arm}) reported no test {task.metric}: {test}"
+        )
     val = res.metrics.get("val", {}).get(task.metric)
     return ArmRun(
         task=task.name,
@@ -104,11 +108,16 @@ def run_study(out: Path, scale: float = 1.0, seed: int = 0, corpus: Path | None 
     _status("stage 2/5: multi-domain pre-training of the demo backbone", t0)
     pcfg = pretrain_config(corpus, budget, seed=seed)
     pre = run_pretrain(pcfg, out_dir=out / "pretrain", progress=False)
-    _status(f"  pre-training: {pre.steps} steps, {pre.structures_seen} structures, {pre.wall_time:.0f} s", t0)
+    _status(
+        f"  pre-training: {pre.steps} steps, {pre.structures_seen} structures, {pre.wall_time:.0f} s",
+        t0,
+    )
 
     runs: list[ArmRun] = []
     tasks = demo_tasks(corpus)
-    _status(f"stage 3/5: fine-tuning {len(tasks)} tasks x {len(ARMS)} arms x {len(SEEDS)} seeds", t0)
+    _status(
+        f"stage 3/5: fine-tuning {len(tasks)} tasks x {len(ARMS)} arms x {len(SEEDS)} seeds", t0
+    )
     for task in tasks:
         for s in SEEDS:
             for arm in ARMS:

@@ -126,7 +126,9 @@ def demo_tasks(corpus: Path) -> list[DemoTask]:
             unit="meV",
             factor=1000.0,
             data={**qm9, "split": SPLIT, "graph": MOLECULE_GRAPH},
-            heads=[{"kind": "scalar", "target": "delta_eps", "pooling": "sum", "normalization": {}}],
+            heads=[
+                {"kind": "scalar", "target": "delta_eps", "pooling": "sum", "normalization": {}}
+            ],
         ),
     ]
 
@@ -139,6 +141,7 @@ class Budget:
     pretrain_seconds: int
     pretrain_val_every: int
     finetune_steps: int
+    finetune_seconds: int
     finetune_val_every: int
     patience: int
     batch_size: int = 16
@@ -148,10 +151,11 @@ class Budget:
         if scale >= 0.5:
             return cls(
                 pretrain_steps=800,
-                pretrain_seconds=270,
+                pretrain_seconds=220,
                 pretrain_val_every=100,
-                finetune_steps=150,
-                finetune_val_every=15,
+                finetune_steps=120,
+                finetune_seconds=25,
+                finetune_val_every=12,
                 patience=4,
             )
         return cls(
@@ -159,6 +163,7 @@ class Budget:
             pretrain_seconds=25,
             pretrain_val_every=6,
             finetune_steps=6,
+            finetune_seconds=20,
             finetune_val_every=3,
             patience=2,
             batch_size=4,
@@ -230,6 +235,7 @@ def finetune_config(
             "early_stopping": {"patience": budget.patience, "min_lr": None},
             "trainer": {
                 "max_steps": budget.finetune_steps,
+                "max_time": _hms(budget.finetune_seconds),
                 "val_check_interval": budget.finetune_val_every,
                 "accelerator": "cpu",
                 "devices": 1,

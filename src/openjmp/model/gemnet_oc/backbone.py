@@ -123,8 +123,11 @@ class GemNetOCBackbone(nn.Module):
         want_f = self.regress_forces
         xs_e, xs_f = [], []
         for i in range(self.num_blocks + 1):
-            if i > 0:
-                h, m = run(mode_e, self.int_blocks[i - 1], h, m, bases, graph)
+            if i > 0:  # one interaction block, in three separately checkpointed stages
+                block = self.int_blocks[i - 1]
+                x, h2 = run(mode_e, block.interactions, h, m, bases, graph)
+                m = run(mode_e, block.edge_update, m, x)
+                h, m = run(mode_e, block.atom_edge_update, h2, m, bases, graph)
             out = self.out_blocks[i]
             xs_e.append(run(mode_e, out.forward_energy, h, m, bases.rbf_out, idx_t))
             if want_f:

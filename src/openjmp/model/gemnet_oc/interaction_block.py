@@ -64,12 +64,15 @@ class InteractionBlock(nn.Module):
             [ResidualLayer(e, activation=act) for _ in range(c.num_concat)]
         )
 
-    def forward(
+    # The block runs as three stages so that activation checkpointing (backbone.forward) can
+    # recompute them one at a time in backward. In-place additions only ever write into fresh
+    # activation outputs that autograd does not keep (ScaledSiLU keeps its input).
+
+    def interactions(
         self, h: Tensor, m: Tensor, bases: BasesOutput, g: GemNetGraph
     ) -> tuple[Tensor, Tensor]:
+        """All five interactions, merged: (x (E, emb_edge) edge messages, h (N, emb_atom))."""
         num_atoms, num_edges = h.shape[0], m.shape[0]
-        main_index = g.main.edge_index
-
         x_skip = self.dense_ca(m)
         x_e2e = self.trip_interaction(m, bases.e2e, g.trip_e2e, g.id_swap, num_edges)
         x_qint = self.quad_interaction(m, bases.qint, g.quad, g.id_swap)
@@ -81,15 +84,28 @@ class InteractionBlock(nn.Module):
             agg2_idx=g.a2ee2a.edge_index[1], agg2_size=num_atoms,
         )  # fmt: skip
         h_a2a = self.atom_interaction(h, bases.a2a_rad, bases.a2a_plan, g.a2a.edge_index)
+        x = x_skip.add_(x_e2e).add_(x_qint).add_(x_a2e).mul_(_INV_SQRT_4)
+        h = h_e2a.add_(h).add_(h_a2a).mul_(_INV_SQRT_3)
+        return x, h
 
-        x = (x_skip + x_e2e).add_(x_qint).add_(x_a2e).mul_(_INV_SQRT_4)
-        h = (h + h_e2a).add_(h_a2a).mul_(_INV_SQRT_3)
-
+    def edge_update(self, m: Tensor, x: Tensor) -> Tensor:
+        """Residual layers around the skip connection: (E, emb_edge) -> (E, emb_edge)."""
         x = run_sequence(self.layers_before_skip, x)
-        m = run_sequence(self.layers_after_skip, (m + x).mul_(INV_SQRT_2))
+        return run_sequence(self.layers_after_skip, (m + x).mul_(INV_SQRT_2))
 
+    def atom_edge_update(
+        self, h: Tensor, m: Tensor, bases: BasesOutput, g: GemNetGraph
+    ) -> tuple[Tensor, Tensor]:
+        """Atom update from the edges, then edges from their atoms: updated (h, m)."""
+        main_index = g.main.edge_index
         h = run_sequence(self.atom_emb_layers, h)
-        h = (h + self.atom_update(h, m, bases.rbf_h, main_index[1])).mul_(INV_SQRT_2)
-
+        h = self.atom_update(h, m, bases.rbf_h, main_index[1]).add_(h).mul_(INV_SQRT_2)
         m2 = run_sequence(self.residual_m, self.concat_layer(h, m, main_index))
-        return h, (m + m2).mul_(INV_SQRT_2)
+        return h, m2.add_(m).mul_(INV_SQRT_2)
+
+    def forward(
+        self, h: Tensor, m: Tensor, bases: BasesOutput, g: GemNetGraph
+    ) -> tuple[Tensor, Tensor]:
+        x, h = self.interactions(h, m, bases, g)
+        m = self.edge_update(m, x)
+        return self.atom_edge_update(h, m, bases, g)

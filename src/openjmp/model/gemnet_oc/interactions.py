@@ -89,7 +89,7 @@ class TripletInteraction(nn.Module):
         if self.symmetric_mp:
             x_ca = self.up_projection_ca(x)
             x_ac = self.up_projection_ac(x).index_select(0, id_swap)
-            return (x_ca + x_ac).mul_(INV_SQRT_2)
+            return x_ca.add_(x_ac).mul_(INV_SQRT_2)
         if self.swap_output:
             x = x.index_select(0, id_swap)
         return self.up_projection_ca(x)
@@ -148,7 +148,7 @@ class QuadrupletInteraction(nn.Module):
         if self.symmetric_mp:
             x_ca = self.up_projection_ca(x)
             x_ac = self.up_projection_ac(x).index_select(0, id_swap)
-            return (x_ca + x_ac).mul_(INV_SQRT_2)
+            return x_ca.add_(x_ac).mul_(INV_SQRT_2)
         return self.up_projection_ca(x)
 
 

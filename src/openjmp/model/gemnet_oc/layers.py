@@ -80,7 +80,10 @@ class ResidualLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x + self.dense_mlp(x)).mul_(INV_SQRT_2)
+        y = self.dense_mlp(x)
+        if isinstance(self.dense_mlp[-1].activation, nn.Identity):  # y would be a bare matmul
+            return (y + x).mul_(INV_SQRT_2)
+        return y.add_(x).mul_(INV_SQRT_2)  # y: fresh activation output, kept by no one
 
 
 RefLike = Tensor | Callable[[], Tensor] | None

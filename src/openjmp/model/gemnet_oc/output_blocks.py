@@ -93,7 +93,7 @@ class OutputBlock(AtomUpdateBlock):
         x_e = self.scale_sum(x_e, ref=m, inplace=True)
         x_e = run_sequence(self.layers, x_e)
         if self.seq_energy2 is not None:
-            x_e = run_sequence(self.seq_energy2, (x_e + h).mul_(INV_SQRT_2))
+            x_e = run_sequence(self.seq_energy2, x_e.add_(h).mul_(INV_SQRT_2))
         return x_e
 
     def forward_forces(self, m: Tensor, rbf: Tensor) -> Tensor:

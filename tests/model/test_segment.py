@@ -48,3 +48,14 @@ def test_gradients_flow_to_basis_and_features() -> None:
     y = torch.randn(12, 2, dtype=torch.float64, requires_grad=True)
     x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: gather_outer_sum(a, b, idx_x, idx_out, 4), (y, x))
+
+
+def test_second_derivatives_for_gradient_force_training() -> None:
+    g = torch.Generator().manual_seed(2)
+    idx_out = torch.randint(0, 3, (9,), generator=g)
+    idx_x = torch.randint(0, 4, (9,), generator=g)
+    y = torch.randn(9, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(
+        lambda a, b: gather_outer_sum(a, b, idx_x, idx_out, 3), (y, x)
+    )

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
-from openjmp.model.allocator import tune_malloc
+from openjmp.model import allocator
 from openjmp.model.embedding import AtomEmbedding
 from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.backbone import GemNetOCBackbone
@@ -102,7 +102,7 @@ class JMPModel(nn.Module):
 
     def __init__(self, config: GemNetOCConfig, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()
-        tune_malloc()  # see openjmp.model.allocator: halves peak memory of large batches
+        allocator.tune_malloc()  # see openjmp.model.allocator: memory and speed on CPU
         self.config = config
         self.embedding = AtomEmbedding(config.num_elements, config.emb_size_atom)
         self.backbone = GemNetOCBackbone(config)
@@ -174,10 +174,13 @@ class JMPModel(nn.Module):
         pos = batch.pos.to(dtype)
         if grad_heads and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
+        allocator.forward_phase()
         with torch.set_grad_enabled(torch.is_grad_enabled() or bool(grad_heads)):
             graph = gemnet_graph(batch, pos)
             h = self.embedding(batch.atomic_numbers)
             out = self.backbone(h, graph)
+            if out.energy is not None and out.energy.requires_grad:
+                out.energy.register_hook(allocator.backward_phase)
             _, mode_f = self.backbone.checkpoint_modes(graph)
             results: dict[str, Tensor] = {}
             for name, head in selected.items():

@@ -112,16 +112,26 @@ class GemNetOCBackbone(nn.Module):
         return [(f"bases.{n}", p, f) for n, p, f in self.bases.shared_parameters()]
 
     # ------------------------------------------------------------------ forward
+    def _force_branch(self, rbf_out: Tensor, *ms: Tensor) -> Tensor:
+        """Per-edge force features from the edge states of the num_blocks + 1 stages."""
+        xs = [out.forward_forces(m, rbf_out) for out, m in zip(self.out_blocks, ms)]
+        return self.out_mlp_F(*xs)
+
     def forward(self, h: Tensor, graph: GemNetGraph) -> BackboneOutput:
         """h (N, emb_atom) initial atom features, ``graph`` the batch's graphs -> `BackboneOutput`."""
         idx_t = graph.main.edge_index[1]
         mode_e, mode_f = self.checkpoint_modes(graph)
         run = checkpointing.run
-        bases = self.bases(h, graph)
+        bases = self.bases(h, graph, mode_e)
         m = bases.m
 
         want_f = self.regress_forces
-        xs_e, xs_f = [], []
+        # With checkpointing the whole force branch is one region run after the blocks: only
+        # the blocks' edge states (kept anyway as the next blocks' inputs) are held for it.
+        defer_f = want_f and mode_f != "off"
+        xs_e: list[Tensor] = []
+        xs_f: list[Tensor] = []
+        ms: list[Tensor] = []
         for i in range(self.num_blocks + 1):
             if i > 0:  # one interaction block, in three separately checkpointed stages
                 block = self.int_blocks[i - 1]
@@ -130,10 +140,16 @@ class GemNetOCBackbone(nn.Module):
                 h, m = run(mode_e, block.atom_edge_update, h2, m, bases, graph)
             out = self.out_blocks[i]
             xs_e.append(run(mode_e, out.forward_energy, h, m, bases.rbf_out, idx_t))
-            if want_f:
-                xs_f.append(run(mode_f, out.forward_forces, m, bases.rbf_out))
+            if defer_f:
+                ms.append(m)
+            elif want_f:
+                xs_f.append(out.forward_forces(m, bases.rbf_out))
 
-        x_f = run(mode_f, self.out_mlp_F, *xs_f) if want_f else None
+        x_f = None
+        if defer_f:
+            x_f = run(mode_f, self._force_branch, bases.rbf_out, *ms)
+        elif want_f:
+            x_f = self.out_mlp_F(*xs_f)
         x_e = self.out_mlp_E(*xs_e) if self.regress_energy else None
         return BackboneOutput(
             energy=x_e,

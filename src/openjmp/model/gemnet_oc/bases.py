@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.efficient import BasisEmbedding
 from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph, GraphGeometry, Quadruplets
@@ -186,8 +187,14 @@ class Bases(nn.Module):
         params = dict(self.named_parameters())
         return [(n, params[n], f) for n, f in names]
 
-    def forward(self, h: Tensor, g: GemNetGraph) -> BasesOutput:
-        """h (N, emb_atom) atom embeddings -> `BasesOutput`."""
+    def _a2a_basis(self, distance: Tensor, plan: SegmentPlan) -> tuple[Tensor, ...]:
+        return plan.pad_basis(self.mlp_rbf_aint(self.radial_basis_aint(distance))).chunks
+
+    def forward(
+        self, h: Tensor, g: GemNetGraph, checkpoint_mode: checkpointing.Mode = "off"
+    ) -> BasesOutput:
+        """h (N, emb_atom) atom embeddings -> `BasesOutput`. ``checkpoint_mode`` other than
+        "off" recomputes the (large) a2a radial basis in backward instead of keeping it."""
         main, aee, quad = g.main, g.a2ee2a, g.quad
         rad_main = self.radial_basis(main.distance)
 
@@ -215,7 +222,6 @@ class Bases(nn.Module):
         )
         rad_cir_e2a, cir_e2a = self.cbf_basis_eaint(aee.distance, cos_e2a)
 
-        rad_a2a = self.radial_basis_aint(g.a2a.distance)
 
         # shared down-projections, and the bases laid out for their aggregations
         n, e, e_aee = g.num_atoms, main.num_edges, aee.num_edges
@@ -232,29 +238,29 @@ class Bases(nn.Module):
             rad_w=self.mlp_sbf_qint(rad_sph_qint),
             sph_phi=plan_edge.pad_basis(sph_phi),
             sph_theta=plan_trip.pad_basis(sph_theta),
-            plan_trip=plan_trip,
-            plan_edge=plan_edge,
+            plan_trip=plan_trip.without_pairs(),
+            plan_edge=plan_edge.without_pairs(),
         )
         plan_a2e = SegmentPlan.build(g.trip_a2e.out, e, g.trip_a2e.in_)
         a2e = TripletBases(
             rad=self.mlp_rbf_aeint(rad_aee),
             rad_w=self.mlp_cbf_aeint(rad_cir_a2e),
             cir=plan_a2e.pad_basis(cir_a2e),
-            plan=plan_a2e,
+            plan=plan_a2e.without_pairs(),
         )
         plan_e2a = SegmentPlan.build(g.trip_e2a.out, e_aee, g.trip_e2a.in_)
         e2a = TripletBases(
             rad=self.mlp_rbf_eaint(rad_main),
             rad_w=self.mlp_cbf_eaint(rad_cir_e2a),
             cir=plan_e2a.pad_basis(cir_e2a),
-            plan=plan_e2a,
+            plan=plan_e2a.without_pairs(),
         )
         plan_e2e = SegmentPlan.build(g.trip_e2e.out, e, g.trip_e2e.in_)
         e2e = TripletBases(
             rad=self.mlp_rbf_tint(rad_main),
             rad_w=self.mlp_cbf_tint(rad_cir_e2e),
             cir=plan_e2e.pad_basis(cir_e2e),
-            plan=plan_e2e,
+            plan=plan_e2e.without_pairs(),
         )
         a2a_index = g.a2a.edge_index
         a2a_plan = SegmentPlan.build(a2a_index[1], n, a2a_index[0])
@@ -266,6 +272,14 @@ class Bases(nn.Module):
             qint=qint,
             a2e=a2e,
             e2a=e2a,
-            a2a_rad=a2a_plan.pad_basis(self.mlp_rbf_aint(rad_a2a)),
-            a2a_plan=a2a_plan,
+            a2a_rad=PaddedBasis(
+                checkpointing.run(
+                    "full" if checkpoint_mode != "off" else "off",
+                    self._a2a_basis,
+                    g.a2a.distance,
+                    a2a_plan,
+                ),
+                self.mlp_rbf_aint.weight.shape[0],
+            ),
+            a2a_plan=a2a_plan.without_pairs(),
         )

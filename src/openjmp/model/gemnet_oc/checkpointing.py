@@ -17,8 +17,10 @@ where training needs double backward through the whole network).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import torch
@@ -36,8 +38,22 @@ _MM = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default}
 Mode = Literal["off", "selective", "full"]
 
 
+_recompute_all = contextvars.ContextVar("openjmp_recompute_all", default=False)
+
+
+@contextlib.contextmanager
+def recompute_matmuls() -> Iterator[None]:
+    """Inside a selective region: recompute even the large products of this code (traded for
+    memory where one product's output would otherwise be kept)."""
+    token = _recompute_all.set(True)
+    try:
+        yield
+    finally:
+        _recompute_all.reset(token)
+
+
 def _policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
-    if op in _MM:
+    if op in _MM and not _recompute_all.get():
         a = args[0] if op is torch.ops.aten.mm.default else args[1]
         if a.shape[-1] >= SAVE_MIN_K:
             return CheckpointPolicy.MUST_SAVE

@@ -6,6 +6,7 @@ import math
 
 from torch import Tensor, nn
 
+from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.bases import BasesOutput, EdgeEmbedding
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph
@@ -73,7 +74,8 @@ class InteractionBlock(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """All five interactions, merged: (x (E, emb_edge) edge messages, h (N, emb_atom))."""
         num_atoms, num_edges = h.shape[0], m.shape[0]
-        x_skip = self.dense_ca(m)
+        with checkpointing.recompute_matmuls():  # one (E, emb_edge) product less to keep
+            x_skip = self.dense_ca(m)
         x_e2e = self.trip_interaction(m, bases.e2e, g.trip_e2e, g.id_swap, num_edges)
         x_qint = self.quad_interaction(m, bases.qint, g.quad, g.id_swap)
         x_a2e = self.atom_edge_interaction(

@@ -10,11 +10,13 @@ small, and the work is one gather of ``x`` rows plus a `torch.bmm` per chunk: th
 outer products are never formed. The plan depends only on the indices, so it is built once per
 batch and reused by every interaction block, with the basis ``y`` padded once (`pad_basis`).
 
-Everything is plain differentiable torch (gradients of any order flow to ``y`` and ``x``).
+Gradients of any order flow to ``y`` and ``x`` (one autograd node per aggregation, whose
+backward is itself differentiable).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +34,7 @@ class SegmentPlan:
         n_out: number of output rows.
         num_pairs: P.
         rows: per chunk, (n_c,) int64 output rows (rows without pairs are in no chunk).
-        x_index: per chunk, (n_c, K_c) int64 row of ``x`` of every slot; padding slots read
+        x_index: per chunk, (n_c, K_c) int32 (int64 beyond 2^31 rows) row of ``x`` of every slot; padding slots read
             row 0 (their basis weight is zero, so finite inputs contribute nothing).
         pair_index: per chunk, (n_c, K_c) int64 pair of every slot; padding slots point to P.
     """
@@ -69,6 +71,8 @@ class SegmentPlan:
         counts_sorted = counts[by_len].tolist()
         n_nonzero = int((counts > 0).sum())
         x_ext = torch.cat([idx_x, idx_x.new_zeros(1)])  # padding reads row 0, weight 0
+        if x_ext.numel() and int(x_ext.max()) < 2**31:
+            x_ext = x_ext.int()  # half the memory; index_select takes int32
         pair_ext = torch.cat([pair_of, pair_of.new_full((1,), num_pairs)])
 
         rows, x_index, pair_index = [], [], []
@@ -87,6 +91,10 @@ class SegmentPlan:
             i = j
         return SegmentPlan(n_out, num_pairs, tuple(rows), tuple(x_index), tuple(pair_index))
 
+    def without_pairs(self) -> SegmentPlan:
+        """The plan without its pair index (needed only by `pad_basis`), to free memory."""
+        return dataclasses.replace(self, pair_index=())
+
     def pad_basis(self, y: Tensor) -> PaddedBasis:
         """Per-pair weights (P, S) -> per chunk (n_c, S, K_c), zero in padding slots."""
         y_ext = torch.cat([y, y.new_zeros(1, y.shape[1])])
@@ -95,12 +103,48 @@ class SegmentPlan:
     def aggregate(self, y: PaddedBasis, x: Tensor) -> Tensor:
         """``out[o] = sum_p y[p] ⊗ x[idx_x[p]]``: padded basis from `pad_basis`, x (M, D)
         -> (n_out, S, D)."""
+        return _Aggregate.apply(self, y.width, x, *y.chunks)
+
+
+class _Aggregate(torch.autograd.Function):
+    """`SegmentPlan.aggregate` as one autograd node.
+
+    Per-chunk autograd nodes would each produce a gradient of the full (n_out, S, D) output
+    and of the full x in backward (a cost quadratic in the number of chunks); here backward
+    touches every row once. Backward is written in differentiable torch ops, so gradients of
+    any order (gradient-force training) flow through it.
+    """
+
+    @staticmethod
+    def forward(ctx, plan: SegmentPlan, width: int, x: Tensor, *y: Tensor) -> Tensor:  # noqa: ANN001
         d = x.shape[1]
-        out = x.new_zeros(self.n_out, y.width, d)
-        for yc, xi, rows in zip(y.chunks, self.x_index, self.rows):
+        out = x.new_zeros(plan.n_out, width, d)
+        for yc, xi, rows in zip(y, plan.x_index, plan.rows):
             xc = x.index_select(0, xi.reshape(-1)).view(xi.shape[0], xi.shape[1], d)
             out.index_copy_(0, rows, torch.bmm(yc, xc))  # (n_c, S, K_c) @ (n_c, K_c, D)
+        ctx.plan = plan
+        ctx.save_for_backward(x, *y)
         return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:  # noqa: ANN001
+        plan: SegmentPlan = ctx.plan
+        x, *y = ctx.saved_tensors
+        d = x.shape[1]
+        need_x, need_y = ctx.needs_input_grad[2], ctx.needs_input_grad[3:]
+        grad_x = torch.zeros_like(x) if need_x else None
+        grad_y: list[Tensor | None] = []
+        for i, (yc, xi, rows) in enumerate(zip(y, plan.x_index, plan.rows)):
+            gc = grad.index_select(0, rows)  # (n_c, S, D)
+            flat = xi.reshape(-1)
+            if grad_x is not None:
+                grad_x.index_add_(0, flat, torch.bmm(yc.transpose(1, 2), gc).reshape(-1, d))
+            if need_y[i]:
+                xc = x.index_select(0, flat).view(xi.shape[0], xi.shape[1], d)
+                grad_y.append(torch.bmm(gc, xc.transpose(1, 2)))
+            else:
+                grad_y.append(None)
+        return (None, None, grad_x, *grad_y)
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,6 +118,32 @@ def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict) -> None:
     assert mem_eff < mem_plain / 3
 
 
+def test_automatic_checkpointing_follows_batch_size(frames: dict, monkeypatch) -> None:
+    """memory_efficient=None checkpoints only batches whose edge activations are large; an
+    explicit True / False wins; no checkpointing without gradients or with gradient forces."""
+    from openjmp.model.gemnet_oc import backbone as bb
+    from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
+
+    m = tiny_model(seed=3).train()
+    assert m.backbone.memory_efficient is None
+    batch = make_batch([frames["bulk"], frames["molecule"]], "oc20")
+    graph = gemnet_graph(batch, batch.pos.to(m.dtype))
+    elements = graph.main.num_edges * m.config.emb_size_edge
+    monkeypatch.setattr(bb, "AUTO_CHECKPOINT_MIN_ELEMENTS", elements + 1)
+    assert m.backbone.checkpoint_modes(graph) == ("off", "off")
+    monkeypatch.setattr(bb, "AUTO_CHECKPOINT_MIN_ELEMENTS", elements)
+    assert m.backbone.checkpoint_modes(graph) == ("selective", "full")
+    with torch.no_grad():
+        assert m.backbone.checkpoint_modes(graph) == ("off", "off")
+    m.backbone.memory_efficient = False
+    assert m.backbone.checkpoint_modes(graph) == ("off", "off")
+    m.backbone.memory_efficient = True
+    monkeypatch.setattr(bb, "AUTO_CHECKPOINT_MIN_ELEMENTS", elements + 1)
+    assert m.backbone.checkpoint_modes(graph) == ("selective", "full")
+    pos = batch.pos.to(m.dtype).requires_grad_(True)
+    assert m.backbone.checkpoint_modes(gemnet_graph(batch, pos)) == ("off", "off")
+
+
 def test_atomic_numbers_out_of_range(frames: dict, model: JMPModel) -> None:
     b = make_batch([frames["molecule"]], "ani1x")
     bad = type(b)(

@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="torch intra-op threads (1: with two cores, a second busy thread can slow each step tenfold)",
+        default=None,
+        help="torch intra-op threads (default: torch's choice, one per core); use 1 when another "
+        "process keeps a core busy: two busy threads on one core slow each step about tenfold",
     )
     p.set_defaults(func=run)
 
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from openjmp.study.run import run_study
 
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     run_study(args.out, scale=args.scale, seed=args.seed)
     return 0

@@ -88,8 +88,9 @@ class ModelConfig(Strict):
     """GemNet-OC scale factors: "small", "large" or a file. None: taken from the checkpoint's
     buffers, or unfitted (identity) when training from scratch, as the released pre-training
     configs do (jmp-reference errata 5)."""
-    activation_checkpointing: bool = False
-    """Recompute interaction blocks in backward to save memory."""
+    activation_checkpointing: bool | None = None
+    """Recompute interaction-block activations in backward to save memory: True always, False
+    never, None (auto) on batches with many edges (see `GemNetOCBackbone.memory_efficient`)."""
 
 
 # ----------------------------------------------------------------------------------- data

@@ -150,8 +150,8 @@ class Budget:
     def for_scale(cls, scale: float) -> Budget:
         if scale >= 0.5:
             return cls(
-                pretrain_steps=800,
-                pretrain_seconds=220,
+                pretrain_steps=1200,
+                pretrain_seconds=380,
                 pretrain_val_every=100,
                 finetune_steps=120,
                 finetune_seconds=25,

@@ -76,12 +76,12 @@ class OptimizationSettings:
     max_epochs: float | None = 2.0
 
 
-def set_activation_checkpointing(model: JMPModel, enabled: bool) -> None:
+def set_activation_checkpointing(model: JMPModel, enabled: bool | None) -> None:
     """Recompute activations of the interaction and output blocks in backward (less memory,
     more compute): the backbone's own checkpointing regions (`openjmp.model.gemnet_oc.
     checkpointing`), switched by its ``memory_efficient`` flag. Parameters and their names do
-    not change, so checkpoints are unaffected."""
-    model.backbone.memory_efficient = bool(enabled)
+    not change, so checkpoints are unaffected. None: automatic, by batch size."""
+    model.backbone.memory_efficient = None if enabled is None else bool(enabled)
 
 
 def disable_dropout_boost(model: JMPModel) -> None:
@@ -101,7 +101,8 @@ class PretrainTask(pl.LightningModule):
         tasks: one `DatasetTask` per dataset, in head order.
         optimization: optimizer and schedule settings.
         shared_gradient_scaling: divide shared basis gradients by their use count (authors).
-        activation_checkpointing: recompute block activations in backward (less memory).
+        activation_checkpointing: recompute block activations in backward (less memory);
+            None: automatic, on batches with many edges.
         dtype: parameter dtype (float64 for exactness tests).
         steps_per_epoch: optimizer steps per epoch, for a schedule given in epochs (default:
             asked from the Trainer's data module when the optimizer is built).
@@ -114,7 +115,7 @@ class PretrainTask(pl.LightningModule):
         optimization: OptimizationSettings = OptimizationSettings(),
         *,
         shared_gradient_scaling: bool = True,
-        activation_checkpointing: bool = False,
+        activation_checkpointing: bool | None = None,
         dtype: torch.dtype = torch.float32,
         steps_per_epoch: int | None = None,
     ) -> None:

@@ -22,6 +22,11 @@ from openjmp.model.gemnet_oc.layers import ScaleFactor
 from openjmp.model.gemnet_oc.output_blocks import FinalMLP, OutputBlock
 
 
+AUTO_CHECKPOINT_MIN_ELEMENTS = 1 << 21
+"""Automatic activation checkpointing starts at this many (edges x emb_size_edge) elements per
+batch: one (E, emb_edge) float32 activation of 8 MB, of which a training pass keeps ~100."""
+
+
 @dataclass(frozen=True, slots=True)
 class BackboneOutput:
     """energy: (N, emb_atom) per-atom features; forces: (E, emb_edge) per-edge features of the
@@ -72,13 +77,24 @@ class GemNetOCBackbone(nn.Module):
             self.out_mlp_F = FinalMLP(
                 c.emb_size_edge, c.num_blocks, c.num_global_out_layers, c.activation
             )
-        self.memory_efficient = True
-        """Checkpoint activations while training without gradient forces (see `checkpointing`)."""
+        self.memory_efficient: bool | None = None
+        """Checkpoint activations while training without gradient forces (see `checkpointing`):
+        True always, False never, None (auto) when the batch's edge activations are large
+        (`AUTO_CHECKPOINT_MIN_ELEMENTS`); on small batches recomputation costs more than the
+        memory it saves is worth."""
+
+    def is_large(self, graph: GemNetGraph) -> bool:
+        """Whether this batch's (edges x emb_size_edge) activations reach
+        `AUTO_CHECKPOINT_MIN_ELEMENTS` (memory measures pay off from there)."""
+        return graph.main.num_edges * self.config.emb_size_edge >= AUTO_CHECKPOINT_MIN_ELEMENTS
 
     def checkpoint_modes(self, graph: GemNetGraph) -> tuple[checkpointing.Mode, checkpointing.Mode]:
         """(mode of the energy path, mode of the force branch) for this forward pass."""
+        efficient = self.memory_efficient
+        if efficient is None:
+            efficient = self.is_large(graph)
         if (
-            not self.memory_efficient
+            not efficient
             or not torch.is_grad_enabled()
             or graph.main.distance.requires_grad  # gradient forces need double backward
         ):

@@ -23,6 +23,7 @@ def __getattr__(name: str) -> object:
         return JMPCalculator
     raise AttributeError(f"module 'openjmp' has no attribute {name!r}")
 
+
 __all__ = [
     "AtomsRecord",
     "CheckpointError",

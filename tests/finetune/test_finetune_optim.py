@@ -133,3 +133,11 @@ def test_frozen_weights_are_bit_identical_after_training(
     if "blocks_0" in freeze:
         k = "model.backbone.int_blocks.1.dense_ca.linear.weight"
         assert not torch.equal(ck["current_model_state"][k], snap.state[k])
+
+
+@pytest.mark.parametrize("value", [None, True, False])
+def test_activation_checkpointing_setting_reaches_the_backbone(tmp_path: Path, value) -> None:
+    """model.activation_checkpointing (None: automatic by batch size) sets the backbone's mode."""
+    text = "null" if value is None else str(value).lower()
+    task = two_block_task(tmp_path, [f"model.activation_checkpointing={text}"])
+    assert task.model.backbone.memory_efficient is value

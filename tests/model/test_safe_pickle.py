@@ -27,7 +27,12 @@ class Evil:
 
 
 def test_plain_data_and_numpy_round_trip() -> None:
-    data = {"a": [1, 2.5, None, (True, "x")], "b": {1, 2}, "n": np.float64(1.5), "arr": np.arange(4)}
+    data = {
+        "a": [1, 2.5, None, (True, "x")],
+        "b": {1, 2},
+        "n": np.float64(1.5),
+        "arr": np.arange(4),
+    }
     for proto in (2, 4):
         back = restricted_pickle.loads(pickle.dumps(data, protocol=proto))
         assert back["a"] == data["a"] and back["b"] == {1, 2} and back["n"] == 1.5
@@ -47,7 +52,9 @@ def test_authors_classes_become_inert_records() -> None:
         b"__dict__q\x03}q\x04X\n\x00\x00\x00num_blocksq\x05K\x04ssb."
     )
     obj = restricted_pickle.loads(stream)
-    assert isinstance(obj, PickledObject) and obj.cls_path == "jmp.models.gemnet.config.BackboneConfig"
+    assert (
+        isinstance(obj, PickledObject) and obj.cls_path == "jmp.models.gemnet.config.BackboneConfig"
+    )
     assert obj.fields() == {"num_blocks": 4}
 
 

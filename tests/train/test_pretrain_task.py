@@ -218,7 +218,8 @@ def test_edge_dropout_boost_only_in_train_mode() -> None:
 
 def test_activation_checkpointing_same_numbers_same_names() -> None:
     torch.manual_seed(0)
-    a = PretrainTask(TINY, TASKS, dtype=torch.float64)
+    assert PretrainTask(TINY, TASKS).model.backbone.memory_efficient is None  # auto by default
+    a = PretrainTask(TINY, TASKS, dtype=torch.float64, activation_checkpointing=False)
     b = PretrainTask(TINY, TASKS, dtype=torch.float64, activation_checkpointing=True)
     b.load_state_dict(a.state_dict())
     assert a.model.backbone.memory_efficient is False and b.model.backbone.memory_efficient

@@ -1,20 +1,21 @@
-"""Keep glibc's malloc from hoarding freed activation memory, without paying for it in page faults.
+"""Keep glibc's malloc from hoarding freed activation memory (Linux only).
 
-A GemNet-OC pass allocates and frees many large temporaries. Two glibc behaviours hurt:
+A GemNet-OC training pass allocates and frees many large temporaries. glibc raises its mmap
+threshold dynamically up to 32 MB after the first such free, so later temporaries land on the
+heap, where long-lived tensors (activations kept for backward) fragment it and freed memory
+stays resident; with one arena per thread the fragments multiply. On the JMP-S benchmark
+(benchmarks/bench_model.py, slabs, forward + backward) the peak resident memory is 0.37 of the
+authors' with glibc's defaults (or with a heap-backed backward) and 0.28 with:
 
-* on the heap, long-lived tensors (activations kept for backward) fragment it, freed memory stays
-  resident, and the peak resident memory of a training step doubles;
-* mmapped chunks (glibc's choice above its mmap threshold) are returned when freed, but every new
-  one is page-faulted and zeroed by the kernel again, which costs ~30% of a CPU training step.
+* the mmap threshold fixed at 1 MB: allocations above it are mmapped and returned to the
+  system when freed (at the cost of a page fault per fresh page of large temporaries);
+* one malloc arena (``M_ARENA_MAX`` = 1): intra-op worker threads share the main heap instead
+  of each growing its own.
 
-So allocations switch by phase (`forward_phase` / `backward_phase`, called by `JMPModel`):
-the forward pass, which creates the long-lived activations, uses mmapped chunks for anything
-above 1 MB; backward, whose allocations are short-lived gradients and recomputed activations of
-the same few shapes, uses the heap (threshold 1 GB), where freed chunks are reused without
-faults; and the next forward first gives the free heap memory back (``malloc_trim``).
-
-Linux/glibc only; set the environment variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc
-alone. Skipped when the process was started with ``MALLOC_MMAP_THRESHOLD_`` set.
+`tune_malloc` is called once per process when a `JMPModel` is built. Set the environment
+variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc alone; it is also skipped when the
+process was started with ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` set, and on
+non-glibc platforms.
 """
 
 from __future__ import annotations
@@ -23,56 +24,34 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from typing import Any
 
-FORWARD_THRESHOLD = 1 << 20
-BACKWARD_THRESHOLD = 1 << 30
-_M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
-_libc: Any = None
-_state = {"checked": False, "phase": ""}
+MMAP_THRESHOLD_BYTES = 1 << 20
+_M_MMAP_THRESHOLD = -3  # mallopt parameter numbers (glibc malloc.h)
+_M_ARENA_MAX = -8
+_state = {"done": False, "ok": False}
 
 
-def _lib() -> Any:
-    global _libc
-    if _state["checked"]:
-        return _libc
-    _state["checked"] = True
+def tune_malloc() -> bool:
+    """Fix glibc's mmap threshold at 1 MB and use one arena (once per process); True when
+    malloc is glibc's and took the settings (now or before)."""
+    if _state["done"]:
+        return _state["ok"]
+    _state["done"] = True
     if (
         not sys.platform.startswith("linux")
         or os.environ.get("OPENJMP_MALLOC_TUNING", "1") == "0"
         or "MALLOC_MMAP_THRESHOLD_" in os.environ
+        or "MALLOC_ARENA_MAX" in os.environ
     ):
-        return None
+        return False
     name = ctypes.util.find_library("c")
+    if name is None:
+        return False
     try:
-        lib = ctypes.CDLL(name) if name else None
-        if lib is not None and lib.mallopt(_M_MMAP_THRESHOLD, FORWARD_THRESHOLD):
-            _libc = lib
+        libc = ctypes.CDLL(name)
+        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+        ok = ok and bool(libc.mallopt(_M_ARENA_MAX, 1))
     except (OSError, AttributeError):  # not glibc
-        _libc = None
-    return _libc
-
-
-def tune_malloc() -> bool:
-    """Enable the phase switching (once per process); True when malloc is glibc's and tunable."""
-    return _lib() is not None
-
-
-def forward_phase() -> None:
-    """Before a forward pass: return free heap memory, mmap large allocations."""
-    lib = _lib()
-    if lib is None or _state["phase"] == "forward":
-        return
-    if _state["phase"] == "backward":
-        lib.malloc_trim(0)
-    lib.mallopt(_M_MMAP_THRESHOLD, FORWARD_THRESHOLD)
-    _state["phase"] = "forward"
-
-
-def backward_phase(*_: Any) -> None:
-    """When backward starts (a tensor hook): serve allocations from the reusable heap."""
-    lib = _lib()
-    if lib is None or _state["phase"] == "backward":
-        return
-    lib.mallopt(_M_MMAP_THRESHOLD, BACKWARD_THRESHOLD)
-    _state["phase"] = "backward"
+        return False
+    _state["ok"] = ok
+    return ok

@@ -176,14 +176,8 @@ class JMPModel(nn.Module):
             pos = pos.detach().requires_grad_(True)
         with torch.set_grad_enabled(torch.is_grad_enabled() or bool(grad_heads)):
             graph = gemnet_graph(batch, pos)
-            # malloc phases pay off for large activations only (a trim costs milliseconds)
-            large = self.backbone.is_large(graph)
-            if large:
-                allocator.forward_phase()
             h = self.embedding(batch.atomic_numbers)
             out = self.backbone(h, graph)
-            if large and out.energy is not None and out.energy.requires_grad:
-                out.energy.register_hook(allocator.backward_phase)
             _, mode_f = self.backbone.checkpoint_modes(graph)
             results: dict[str, Tensor] = {}
             for name, head in selected.items():

@@ -99,6 +99,7 @@ _RECORD_MODULE_PREFIXES: tuple[str, ...] = (
 )
 """Modules whose classes become inert records instead of being imported."""
 
+
 def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     """``_codecs.encode`` as protocol-2 pickles of bytes use it (latin-1 only)."""
     if encoding not in ("latin1", "latin-1"):

@@ -9,9 +9,13 @@ process with both threads: two torch processes on two cores slow each other abou
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,8 +89,35 @@ def _finetune(
     )
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Keep the study's one-line status readable: Lightning's per-run banners (accelerators,
+    tips) and its routine warnings (short epochs, checkpoint loading) are silenced here only;
+    errors still surface."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for message in (
+            ".*weights_only.*",
+            ".*smaller than the logging interval.*",
+            ".*LeafSpec.*",
+            ".*does not have many workers.*",
+        ):
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
 def run_study(out: Path, scale: float = 1.0, seed: int = 0, corpus: Path | None = None) -> Path:
     """Run the study into ``out``; returns the path of the Markdown report."""
+    with _quiet_lightning():
+        return _run_study(out, scale, seed, corpus)
+
+
+def _run_study(out: Path, scale: float, seed: int, corpus: Path | None) -> Path:
     from openjmp.data.demo import make_demo
     from openjmp.study.embeddings import pooled_embeddings
     from openjmp.study.report import write_report

@@ -21,7 +21,6 @@ from openjmp.model.gemnet_oc.interaction_block import InteractionBlock
 from openjmp.model.gemnet_oc.layers import ScaleFactor
 from openjmp.model.gemnet_oc.output_blocks import FinalMLP, OutputBlock
 
-
 AUTO_CHECKPOINT_MIN_ELEMENTS = 1 << 21
 """Automatic activation checkpointing starts at this many (edges x emb_size_edge) elements per
 batch: one (E, emb_edge) float32 activation of 8 MB, of which a training pass keeps ~100."""

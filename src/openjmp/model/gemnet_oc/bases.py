@@ -222,7 +222,6 @@ class Bases(nn.Module):
         )
         rad_cir_e2a, cir_e2a = self.cbf_basis_eaint(aee.distance, cos_e2a)
 
-
         # shared down-projections, and the bases laid out for their aggregations
         n, e, e_aee = g.num_atoms, main.num_edges, aee.num_edges
         t_out = quad.triplet_out_out.shape[0]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openjmp.errors import CheckpointError
+from openjmp.model.gemnet_oc import checkpointing
 from openjmp.model.gemnet_oc.init import he_orthogonal_
 
 INV_SQRT_2 = 1 / math.sqrt(2.0)
@@ -80,7 +81,14 @@ class ResidualLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.dense_mlp(x)
+        y = x
+        for layer in self.dense_mlp[:-1]:
+            y = layer(y)
+        # Under selective activation checkpointing only the inner products are kept: the last
+        # one is recomputed in backward from them (one product per layer instead of one
+        # (rows, units) tensor kept per layer; see `checkpointing.recompute_matmuls`).
+        with checkpointing.recompute_matmuls():
+            y = self.dense_mlp[-1](y)
         if isinstance(self.dense_mlp[-1].activation, nn.Identity):  # y would be a bare matmul
             return (y + x).mul_(INV_SQRT_2)
         return y.add_(x).mul_(INV_SQRT_2)  # y: fresh activation output, kept by no one

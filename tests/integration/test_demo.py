@@ -40,6 +40,9 @@ def test_demo_small_scale_writes_report(tmp_path: Path) -> None:
         timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # one status line per stage and run, not Lightning's per-run banners
+    assert "stage 5/5" in proc.stdout
+    assert "GPU available" not in proc.stdout + proc.stderr
     report = (out / "report.md").read_text()
     assert "| task |" in report and "paper reports 59 %" in report
     figures = out / "figures"

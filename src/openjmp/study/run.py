@@ -94,6 +94,8 @@ def _quiet_lightning() -> Iterator[None]:
     """Keep the study's one-line status readable: Lightning's per-run banners (accelerators,
     tips) and its routine warnings (short epochs, checkpoint loading) are silenced here only;
     errors still surface."""
+    import lightning.pytorch  # noqa: F401  (its import sets the level: import first)
+
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     logger.setLevel(logging.WARNING)

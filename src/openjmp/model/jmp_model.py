@@ -138,6 +138,13 @@ class JMPModel(nn.Module):
             )
         return cls(config, heads)
 
+    def set_activation_checkpointing(self, enabled: bool | None) -> None:
+        """Recompute activations of the interaction and output blocks in backward (less memory,
+        more compute): the backbone's own checkpointing regions (`openjmp.model.gemnet_oc.
+        checkpointing`), switched by its ``memory_efficient`` flag. None: automatic, by batch
+        size. Parameters and their names do not change, so checkpoints are unaffected."""
+        self.backbone.memory_efficient = None if enabled is None else bool(enabled)
+
     def head_specs(self) -> dict[str, dict[str, Any]]:
         return {name: head_spec(h) for name, h in self.heads.items()}
 

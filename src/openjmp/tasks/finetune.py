@@ -112,7 +112,7 @@ class FinetuneTask(pl.LightningModule):
                 raise ConfigError(f"head {name!r}: a {spec.get('type')} head cannot replace it")
             heads[name] = head_from_spec(spec)
         self.model = JMPModel(bb, heads)
-        self.model.backbone.memory_efficient = self.config.model.activation_checkpointing
+        self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
         self.num_blocks = bb.num_blocks
         try:
             self.frozen = (

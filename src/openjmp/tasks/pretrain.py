@@ -76,14 +76,6 @@ class OptimizationSettings:
     max_epochs: float | None = 2.0
 
 
-def set_activation_checkpointing(model: JMPModel, enabled: bool | None) -> None:
-    """Recompute activations of the interaction and output blocks in backward (less memory,
-    more compute): the backbone's own checkpointing regions (`openjmp.model.gemnet_oc.
-    checkpointing`), switched by its ``memory_efficient`` flag. Parameters and their names do
-    not change, so checkpoints are unaffected. None: automatic, by batch size."""
-    model.backbone.memory_efficient = None if enabled is None else bool(enabled)
-
-
 def disable_dropout_boost(model: JMPModel) -> None:
     """Switch off the 1/(1 − p) edge-dropout boost (config and output blocks), e.g. before a
     pre-trained model is saved for fine-tuning, which drops no edges."""
@@ -124,7 +116,7 @@ class PretrainTask(pl.LightningModule):
         self.task_names = [t.name for t in self.tasks]
         self.task_index = {n: i for i, n in enumerate(self.task_names)}
         self.model = JMPModel.pretraining(config, self.task_names).to(dtype)
-        set_activation_checkpointing(self.model, activation_checkpointing)
+        self.model.set_activation_checkpointing(activation_checkpointing)
         self.references = nn.ModuleDict(
             {t.name: ElementReferences(list(t.references)) for t in self.tasks}
         )

@@ -34,8 +34,9 @@ class SegmentPlan:
         n_out: number of output rows.
         num_pairs: P.
         rows: per chunk, (n_c,) int64 output rows (rows without pairs are in no chunk).
-        x_index: per chunk, (n_c, K_c) int32 (int64 beyond 2^31 rows) row of ``x`` of every slot; padding slots read
-            row 0 (their basis weight is zero, so finite inputs contribute nothing).
+        x_index: per chunk, (n_c, K_c) int32 (int64 beyond 2^31 rows) row of ``x`` of every
+            slot; padding slots read row 0 (their basis weight is zero, so finite inputs
+            contribute nothing).
         pair_index: per chunk, (n_c, K_c) int64 pair of every slot; padding slots point to P.
     """
 

@@ -87,6 +87,19 @@ def test_overlap_found_across_periodic_boundary() -> None:
     validate_record(rec.replace(pbc=np.array([False, False, False])))
 
 
+def test_overlap_threshold_is_min_distance_not_search_radius() -> None:
+    """The overlap check searches a wider radius than ``min_distance`` and filters: pairs
+    between the two pass, and a ``min_distance`` above the search radius still applies."""
+    rec = _rec(positions=[[0, 0, 0], [0, 0, 0.5]])
+    validate_record(rec)  # 0.5 Å > 0.1 Å default
+    with pytest.raises(DataError, match="0.5000 Å apart"):
+        validate_record(rec, min_distance=0.6)
+    far = _rec(positions=[[0, 0, 0], [0, 0, 1.4]])
+    validate_record(far)
+    with pytest.raises(DataError, match="1.4000 Å apart"):
+        validate_record(far, min_distance=1.5)
+
+
 def test_valid_structures_pass() -> None:
     for atoms in (bulk("Cu", "fcc", a=3.6), molecule("CH4"), fcc111("Pt", (2, 2, 3), vacuum=5)):
         atoms.calc = SinglePointCalculator(atoms, energy=1.0, forces=np.zeros((len(atoms), 3)))

@@ -44,7 +44,21 @@ def test_improvements_and_average_ignore_electronic_tasks() -> None:
     rows = _rows(tasks, runs)
     assert rows[0].improvements == pytest.approx([0.6, 0.4])
     assert average_improvement(rows) == pytest.approx(0.5)  # the gap's 0 % is not averaged in
-    assert "50 ± 10 %" in headline_table(rows)
+    table = headline_table(rows)
+    assert "50 ± 10 %" in table
+    assert "| 150.0 ± 50.0 meV | 80.00 ± 40.00 meV |" in table  # spread to the mean's decimals
+
+
+def test_spread_is_printed_to_the_decimals_of_the_mean() -> None:
+    tasks = [_Task("a", "alloy", "energy", "meV/atom")]
+    runs = [
+        _Run("a", "scratch", 0, 9.555),
+        _Run("a", "pretrained", 0, 7.468),
+        _Run("a", "scratch", 1, 10.46),
+        _Run("a", "pretrained", 1, 7.298),
+    ]
+    table = headline_table(_rows(tasks, runs))
+    assert "| 10.01 ± 0.45 meV/atom | 7.383 ± 0.085 meV/atom |" in table
 
 
 def test_compute_saved_uses_time_to_scratch_best() -> None:

@@ -67,11 +67,17 @@ def _rows(tasks: Sequence[Any], runs: Sequence[Any]) -> list[Row]:
     return rows
 
 
-def _pm(values: Sequence[float], fmt: str = "{:.4g}") -> str:
+def _pm(values: Sequence[float], fmt: str | None = None) -> str:
+    """ "mean ± spread" (population std); by default the mean to 4 significant digits and the
+    spread to the same decimal place (10.01 ± 0.45, 316.7 ± 5.9)."""
     v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if fmt is None:
+        mag = int(np.floor(np.log10(abs(mean)))) if np.isfinite(mean) and mean != 0 else 0
+        fmt = f"{{:.{max(0, 3 - mag)}f}}"
     if len(v) < 2:
-        return fmt.format(v.mean())
-    return f"{fmt.format(v.mean())} ± {fmt.format(v.std(ddof=0))}"
+        return fmt.format(mean)
+    return f"{fmt.format(mean)} ± {fmt.format(float(v.std(ddof=0)))}"
 
 
 def headline_table(rows: Sequence[Row]) -> str:

@@ -150,9 +150,9 @@ class Budget:
     def for_scale(cls, scale: float) -> Budget:
         if scale >= 0.5:
             return cls(
-                pretrain_steps=1200,
-                pretrain_seconds=380,
-                pretrain_val_every=100,
+                pretrain_steps=1800,
+                pretrain_seconds=430,
+                pretrain_val_every=300,
                 finetune_steps=120,
                 finetune_seconds=25,
                 finetune_val_every=12,

@@ -40,6 +40,7 @@ from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_targets import Target, build_target, check_heads, target_name
+from openjmp.tasks.optimizer import adamw
 from openjmp.tasks.param_groups import freeze, llrd_param_groups, scale_shared_gradients
 from openjmp.tasks.schedules import WarmupCosineRLP, epochs_to_steps, llrd_min_lr_factor
 
@@ -199,7 +200,7 @@ class FinetuneTask(pl.LightningModule):
         groups = llrd_param_groups(named, opt_cfg.lr, cfg.llrd or {}, self.num_blocks)
         if not groups:
             raise ConfigError("nothing to train: every parameter is frozen")
-        optimizer = torch.optim.AdamW(
+        optimizer = adamw(
             groups,
             lr=opt_cfg.lr,
             betas=opt_cfg.betas,

@@ -35,6 +35,7 @@ from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.jmp_model import JMPModel
 from openjmp.model.normalization import ElementReferences, Normalizer
 from openjmp.tasks.losses import energy_error_sums, force_error_sums, pretrain_loss
+from openjmp.tasks.optimizer import adamw
 from openjmp.tasks.param_groups import scale_shared_gradients
 from openjmp.tasks.schedules import pretrain_scheduler
 
@@ -221,7 +222,7 @@ class PretrainTask(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optimization
         # AdamW on a single group: weight decay on every parameter, biases and embeddings too
-        optimizer = torch.optim.AdamW(
+        optimizer = adamw(
             self.parameters(),
             lr=o.lr,
             betas=o.betas,

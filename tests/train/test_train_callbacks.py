@@ -54,3 +54,28 @@ def test_build_trainer_wiring(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="16-mixed .* needs a GPU"):
         build_trainer(cfg, out_dir=tmp_path, precision="16-mixed")
+
+
+def test_ema_update_is_the_exponential_average() -> None:
+    """The multi-tensor EMA update gives ema <- d * ema + (1 - d) * theta, buffers copied."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from openjmp.train.callbacks import ema_callback
+
+    cb = ema_callback(0.9)
+    model = torch.nn.BatchNorm1d(3).double()  # parameters and buffers
+    avg = AveragedModel(model, use_buffers=cb._use_buffers, **cb._kwargs)
+    expected = [p.detach().clone() for p in model.parameters()]
+    avg.update_parameters(model)  # first update copies
+    for k in range(1, 4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(float(k))
+            model.running_mean.fill_(float(k))
+        avg.update_parameters(model)
+        expected = [
+            0.9 * e + 0.1 * p.detach() for e, p in zip(expected, model.parameters(), strict=True)
+        ]
+    for e, p in zip(expected, avg.module.parameters(), strict=True):
+        torch.testing.assert_close(p, e, rtol=1e-12, atol=1e-12)
+    assert torch.equal(avg.module.running_mean, torch.full((3,), 3.0, dtype=torch.float64))

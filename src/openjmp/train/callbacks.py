@@ -33,17 +33,27 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 LAST = "last"
 
 
 class EMA(EMAWeightAveraging):
-    """`EMAWeightAveraging` whose average is kept on the device the model trains on.
+    """`EMAWeightAveraging` whose average is kept on the device the model trains on, updated
+    by one multi-tensor lerp.
 
     The stock callback copies the model in ``setup``, before the strategy moves it to the GPU,
     so without an explicit device the average would stay on the CPU and every update would copy
-    the whole model across. Nothing else differs.
+    the whole model across. Its update is a Python loop over parameters (22 ms per step on the
+    ~250 tensors of the demo model on 2 CPU cores, where a training step takes ~230 ms); torch's
+    ``get_ema_multi_avg_fn`` computes the same ema + (1 - decay) (θ - ema) over all tensors at once.
     """
+
+    def __init__(self, decay: float, **kwargs: Any) -> None:
+        super().__init__(decay=decay, **kwargs)
+        # AveragedModel takes one of avg_fn (set by EMAWeightAveraging) and multi_avg_fn
+        self._kwargs.pop("avg_fn", None)
+        self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._device is None:

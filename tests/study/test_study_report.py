@@ -73,3 +73,30 @@ def test_compute_saved_uses_time_to_scratch_best() -> None:
     never = _Run("t", "pretrained", 0, 6.0, history=[(0, 7.0), (10, 6.0)])
     saved, notes = compute_saved([scr, never])
     assert saved == 0.0 and "never reached" in notes[0]
+
+
+def test_convergence_lines_count_stop_reasons_and_runs_still_improving() -> None:
+    from openjmp.study.report import convergence_lines
+
+    @dataclass
+    class _R(_Run):
+        stop_reason: str = "max_steps"
+
+    runs = [
+        _R("t", "scratch", 0, 1.0, history=[(0, 9.0), (5, 4.0), (10, 3.0)]),  # still improving
+        _R(
+            "t",
+            "scratch",
+            1,
+            1.0,
+            history=[(0, 9.0), (5, 2.0), (10, 3.0)],
+            stop_reason="early_stopping",
+        ),
+        _R("t", "pretrained", 0, 1.0, history=[(0, 9.0), (10, 1.0)]),
+        _R("t", "pretrained", 1, 1.0, history=[(0, 9.0), (10, 1.0)]),
+    ]
+    (line,) = convergence_lines([_Task("t", "task", "energy")], runs)
+    assert line == (
+        "- t: scratch: stopped by early_stopping 1/2, max_steps 1/2; best validation at the last "
+        "check in 1/2; pretrained: stopped by max_steps 2/2; best validation at the last check in 2/2"
+    )

@@ -123,6 +123,31 @@ def compute_saved(runs: Sequence[Any]) -> tuple[float, list[str]]:
     return saved, notes
 
 
+def convergence_lines(tasks: Sequence[Any], runs: Sequence[Any]) -> list[str]:
+    """Per task and arm: what ended the runs (early stopping, step budget, time cap) and in how
+    many seeds the best validation error came at the last check (still improving when the
+    budget ran out), so a reader can tell a converged comparison from a budget-limited one."""
+    lines = []
+    for t in tasks:
+        parts = []
+        for arm in ("scratch", "pretrained"):
+            rs = [r for r in runs if r.task == t.name and r.arm == arm]
+            if not rs:
+                continue
+            reasons: dict[str, int] = {}
+            for r in rs:
+                reasons[r.stop_reason] = reasons.get(r.stop_reason, 0) + 1
+            improving = sum(
+                1 for r in rs if r.history and min(r.history, key=lambda sv: sv[1]) == r.history[-1]
+            )
+            how = ", ".join(f"{k} {v}/{len(rs)}" for k, v in sorted(reasons.items()))
+            parts.append(
+                f"{arm}: stopped by {how}; best validation at the last check in {improving}/{len(rs)}"
+            )
+        lines.append(f"- {t.name}: " + "; ".join(parts))
+    return lines
+
+
 def _figures(out: Path, summary: dict[str, Any], tasks, runs, emb, labels) -> dict[str, str]:
     fig = out / "figures"
     figs: dict[str, str] = {}
@@ -231,6 +256,14 @@ def write_report(
             md.append(f"![{k}](figures/{figs[k]})")
     md += ["", "## Fine-tuning learning curves (validation)", ""]
     md += [f"![curve {t.name}](figures/{figs[f'curve_{t.name}']})" for t in tasks]
+    md += [
+        "",
+        "How the runs ended (stop reason per seed; runs whose best validation error is their "
+        "last check were still improving when the budget ran out, and a longer budget would "
+        "move that arm's error further):",
+        "",
+        *convergence_lines(tasks, runs),
+    ]
     md += ["", "## Parity on the test split", ""]
     md += [
         f"![parity {t.name}](figures/{figs[f'parity_{t.name}']})"

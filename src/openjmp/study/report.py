@@ -68,8 +68,8 @@ def _rows(tasks: Sequence[Any], runs: Sequence[Any]) -> list[Row]:
 
 
 def _pm(values: Sequence[float], fmt: str | None = None) -> str:
-    """ "mean ± spread" (population std); by default the mean to 4 significant digits and the
-    spread to the same decimal place (10.01 ± 0.45, 316.7 ± 5.9)."""
+    """Mean ± spread (population std) as text; by default the mean to 4 significant digits and
+    the spread to the same decimal place (10.01 ± 0.45, 316.7 ± 5.9)."""
     v = np.asarray(values, dtype=float)
     mean = float(v.mean())
     if fmt is None:

@@ -13,11 +13,11 @@ authors' with glibc's defaults (or with a heap-backed backward) and 0.28 with:
   of each growing its own.
 
 Small models pay for the fixed threshold without needing it: their temporaries of a few MB
-are mmapped and faulted in afresh on every pass, which made a training step of the 0.7 M-parameter
-demo model on OC20-like slabs 1.85x slower (683 ms vs 369 ms per batch of 16, 2 threads).
-`tune_malloc` is therefore called once per process when a `JMPModel` with edge embeddings of at
-least `MIN_EDGE_EMBEDDING` (JMP-S: 512, JMP-L: 1024) is built, see `wants_tuning`. Set the environment
-variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc alone; it is also skipped when the
+are mmapped and faulted in afresh on every pass, which made a training step of the
+0.7 M-parameter demo model on OC20-like slabs 1.85x slower (683 ms vs 369 ms per batch of 16,
+2 threads). `tune_malloc` is therefore called once per process when a `JMPModel` with edge
+embeddings of at least `MIN_EDGE_EMBEDDING` (JMP-S: 512, JMP-L: 1024) is built, see
+`wants_tuning`. Set the environment variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc alone; it is also skipped when the
 process was started with ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` set, and on
 non-glibc platforms.
 """

@@ -45,8 +45,9 @@ class EMA(EMAWeightAveraging):
     The stock callback copies the model in ``setup``, before the strategy moves it to the GPU,
     so without an explicit device the average would stay on the CPU and every update would copy
     the whole model across. Its update is a Python loop over parameters (22 ms per step on the
-    ~250 tensors of the demo model on 2 CPU cores, where a training step takes ~230 ms); torch's
-    ``get_ema_multi_avg_fn`` computes the same ema + (1 - decay) (θ - ema) over all tensors at once.
+    ~250 tensors of the demo model on 2 CPU cores, where a training step takes ~230 ms);
+    torch's ``get_ema_multi_avg_fn`` computes the same ema + (1 - decay) (θ - ema) over all
+    tensors at once.
     """
 
     def __init__(self, decay: float, **kwargs: Any) -> None:

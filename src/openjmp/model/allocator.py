@@ -17,9 +17,9 @@ are mmapped and faulted in afresh on every pass, which made a training step of t
 0.7 M-parameter demo model on OC20-like slabs 1.85x slower (683 ms vs 369 ms per batch of 16,
 2 threads). `tune_malloc` is therefore called once per process when a `JMPModel` with edge
 embeddings of at least `MIN_EDGE_EMBEDDING` (JMP-S: 512, JMP-L: 1024) is built, see
-`wants_tuning`. Set the environment variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc alone; it is also skipped when the
-process was started with ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_ARENA_MAX`` set, and on
-non-glibc platforms.
+`wants_tuning`. Set the environment variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc
+alone; it is also skipped when the process was started with ``MALLOC_MMAP_THRESHOLD_`` or
+``MALLOC_ARENA_MAX`` set, and on non-glibc platforms.
 """
 
 from __future__ import annotations

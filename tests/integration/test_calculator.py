@@ -25,6 +25,7 @@ import openjmp
 from openjmp.cli.main import main
 from openjmp.errors import ConfigError
 from openjmp.model.checkpoint import save_model
+from openjmp.model.outputs import OutputTransform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "physics"))
 from physics_models import physics_model  # noqa: E402
@@ -35,6 +36,9 @@ def model():  # noqa: ANN201
     m = physics_model()
     with torch.no_grad():
         m.heads["t_energy"].mlp[-1].weight.mul_(300.0)
+    # a model trained in eV: identity transforms; no graph recorded (tests pass graph=)
+    m.set_head_info("t_energy", output=OutputTransform.energy(1.0))
+    m.set_head_info("t_forces", output=OutputTransform.forces(1.0))
     return m
 
 

@@ -118,21 +118,19 @@ class GraphConfig(Strict):
         return self
 
     def spec(self, natoms: int | None = None) -> Any:
-        """The `openjmp.graph.spec.GraphSpec` for a structure of ``natoms`` atoms."""
-        from openjmp.graph.spec import GraphSpec, atom_count_base, max_neighbors_from_base
+        """The `openjmp.graph.spec.GraphSpec` of this setting; for a structure of ``natoms``
+        atoms when given (the atom-count caps applied)."""
+        from openjmp.graph.spec import GraphSpec, max_neighbors_from_base
 
-        k = (
-            atom_count_base(natoms)
-            if self.atom_count_caps and natoms is not None
-            else self.max_neighbors
-        )
-        return GraphSpec(
+        spec = GraphSpec(
             cutoff=self.cutoff,
-            max_neighbors=max_neighbors_from_base(min(k, self.max_neighbors)),
+            max_neighbors=max_neighbors_from_base(self.max_neighbors),
             pbc=self.pbc,
             dummy_cell=self.dummy_cell,
             qint_tags=tuple(self.qint_tags),
+            atom_count_caps=self.atom_count_caps,
         )
+        return spec if natoms is None else spec.for_natoms(natoms)
 
 
 class SourceConfig(Strict):

@@ -38,6 +38,7 @@ from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
+from openjmp.model.outputs import HeadInfo
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_targets import Target, build_target, check_heads, target_name
 from openjmp.tasks.optimizer import adamw
@@ -114,6 +115,21 @@ class FinetuneTask(pl.LightningModule):
             heads[name] = head_from_spec(spec)
         self.model = JMPModel(bb, heads)
         self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
+        graph = self.config.data.graph.spec()
+        self.derived: dict[str, str] = {}
+        for name, t in targets.items():
+            elements = stats.get(name, {}).get("elements")
+            transforms = t.output_transforms()
+            for head in t.model_heads(bb):
+                self.model.set_head_info(
+                    head,
+                    HeadInfo(
+                        transforms.get(head),
+                        graph,
+                        None if elements is None else tuple(elements),
+                    ),
+                )
+            self.derived.update(t.derived())
         self.num_blocks = bb.num_blocks
         try:
             self.frozen = (
@@ -132,6 +148,7 @@ class FinetuneTask(pl.LightningModule):
         self.history: list[tuple[int, float]] = []
         self.train_losses: list[tuple[int, float]] = []
         self._val = MetricAccumulator(targets)
+        self._outputs = {k for t in targets.values() for k in t.outputs()}
 
     # ----------------------------------------------------------------- model calls
     @property
@@ -147,12 +164,22 @@ class FinetuneTask(pl.LightningModule):
         return self
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        """Physical predictions: ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, scalars (B,), class
-        logits (B, C)."""
-        out = self.model(batch)
-        preds: dict[str, Tensor] = {}
+        """Physical predictions: ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``stress`` (B, 6)
+        eV/Å³ Voigt when trained, scalars (B,) in their units, class logits (B, C)."""
+        return self.physical(self.model_outputs(batch), batch)
+
+    def model_outputs(self, batch: Batch) -> dict[str, Tensor]:
+        """Raw outputs of every model head (and the stress, when a target trains on it)."""
+        return self.model(batch, stress=self.derived or None)
+
+    def physical(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        """Raw outputs -> physical predictions: model heads through `JMPModel.to_physical`
+        (the conversion `openjmp.predict` uses), the other targets through their own."""
+        raw = {k: v for k, v in out.items() if k in self.model.heads or k in self.derived}
+        converted = self.model.to_physical(raw, batch, derived=self.derived)
+        preds = {k: v for k, v in converted.items() if k in self._outputs}
         for t in self.targets.values():
-            preds.update(t.predict(out, batch))
+            preds.update(t.predict({**out, **converted}, batch))
         return preds
 
     def labels(self, batch: Batch) -> dict[str, Tensor]:
@@ -163,7 +190,7 @@ class FinetuneTask(pl.LightningModule):
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         """Per-target losses (normalised units) of one batch."""
-        out = self.model(batch)
+        out = self.model_outputs(batch)
         return {name: t.loss(out, batch) for name, t in self.targets.items()}
 
     def transfer_batch_to_device(
@@ -259,11 +286,10 @@ class FinetuneTask(pl.LightningModule):
         self._val.reset()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        out = self.model(batch)  # gradient forces switch autograd on inside the model
-        preds: dict[str, Tensor] = {}
+        out = self.model_outputs(batch)  # gradient forces switch autograd on inside the model
+        preds = self.physical(out, batch)
         loss = out["embedding"].new_zeros(())
         for t in self.targets.values():
-            preds.update(t.predict(out, batch))
             loss = loss + t.loss(out, batch).detach()
         self._val.update(preds, self.labels(batch), batch)
         self._val.add("loss/sum", loss * batch.num_graphs)
@@ -346,9 +372,10 @@ class FinetuneTask(pl.LightningModule):
         return {
             "kind": "finetune",
             "targets": targets,
-            "heads_predict": "energy: E = sum(references[Z]) + mean + energy_scale * y eV, "
-            "forces: energy_scale * y (gradient) or force_std * y (direct) eV/A; scalars: "
-            "sum(references[Z]) + mean + std * y",
+            "heads_predict": "each head's 'output' transform (openjmp.model.outputs): energy: "
+            "E = sum(references[Z]) + mean + energy_scale * y eV, forces: energy_scale * y "
+            "(gradient) or force_std * y (direct) eV/A; scalars: sum(references[Z]) + mean + "
+            "std * y",
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

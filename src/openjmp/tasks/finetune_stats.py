@@ -20,7 +20,6 @@ The result is a JSON-able dict ``{head name: {"references": [..] | None, "mean",
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,8 @@ from openjmp.config.finetune import (
     SpatialExtentHead,
 )
 from openjmp.errors import ConfigError, DataError
+from openjmp.io.references import read_references
+from openjmp.io.target_units import target_unit
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune_targets import ENERGY, HeadConfig, target_name
 
@@ -92,15 +93,7 @@ def _read_references(
         assert labels is not None
         return fit_references(counts, labels)
     if refs.path is not None:
-        path = Path(refs.path)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                coeff = np.asarray(npz["coeff"], np.float64)
-        except (OSError, KeyError, ValueError) as exc:
-            raise ConfigError(
-                f"linear_references.path {path}: cannot read key 'coeff' ({exc})"
-            ) from None
-        return coeff
+        return read_references(refs.path)
     return np.asarray(refs.values, np.float64)
 
 
@@ -205,20 +198,46 @@ def _scalar_stats(
     return out
 
 
-def resolve_statistics(heads: Sequence[HeadConfig], train: Sequence[AtomsRecord]) -> Stats:
-    """{head name: statistics} for ``heads`` on the training records ``train`` (module doc)."""
+def _stress_std(records: Sequence[AtomsRecord], what: str) -> float:
+    """RMS stress component (eV/Å³) of the training records, which must all carry stress."""
+    sq, n = 0.0, 0
+    for r in records:
+        if r.stress is None:
+            raise DataError(r.source, r.index, f"{what} trains on stress, the structure has none")
+        sq += float(np.square(r.stress).sum())
+        n += r.stress.size
+    std = float(np.sqrt(sq / n)) if n else 0.0
+    if not std > 0:
+        raise ConfigError(f"{what}: the training stresses are all zero; set stress_coefficient: 0")
+    return std
+
+
+def resolve_statistics(
+    heads: Sequence[HeadConfig], train: Sequence[AtomsRecord], *, fmt: str | None = None
+) -> Stats:
+    """{head name: statistics} for ``heads`` on the training records ``train`` (module doc).
+
+    Every entry also lists the ``elements`` (atomic numbers) of the training records; scalar
+    entries the ``unit`` of their target in format ``fmt`` (`openjmp.io.target_units`).
+    """
     if len(train) == 0:
         raise ConfigError("the training split is empty")
     counts = element_counts(train)
+    elements = np.flatnonzero(counts.sum(0)).tolist()
+    dataset = train[0].dataset
     out: Stats = {}
     for head in heads:
         name = target_name(head)
         if isinstance(head, EnergyForcesHead | ForcesHead):
             out[name] = _energy_stats(head, train, counts)
+            if isinstance(head, EnergyForcesHead) and head.stress_coefficient > 0:
+                out[name]["stress_std"] = _stress_std(train, f"head {head.kind}")
         elif isinstance(head, ScalarHead | SpatialExtentHead):
             out[name] = _scalar_stats(head, train, counts)
+            out[name]["unit"] = target_unit(fmt, head.target, dataset)
         elif isinstance(head, ClassificationHead):
             out[name] = {}
+        out[name]["elements"] = elements
     return out
 
 

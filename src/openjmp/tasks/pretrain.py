@@ -30,10 +30,12 @@ import torch
 from torch import Tensor, nn
 
 from openjmp.graph.batch import Batch
+from openjmp.graph.spec import GraphSpec
 from openjmp.model.checkpoint import OPENJMP_FORMAT, OPENJMP_FORMAT_VERSION
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.jmp_model import JMPModel
 from openjmp.model.normalization import ElementReferences, Normalizer
+from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.tasks.losses import energy_error_sums, force_error_sums, pretrain_loss
 from openjmp.tasks.optimizer import adamw
 from openjmp.tasks.param_groups import scale_shared_gradients
@@ -49,6 +51,8 @@ class DatasetTask:
         references: (K,) per-element energies, eV, indexed by Z.
         energy_mean, energy_std: eV; force_std: eV/Å (see the module docstring).
         energy_coefficient, force_coefficient: λ_E, λ_F.
+        graph: the graph setting of the dataset (saved with the heads; None: not recorded).
+        elements: atomic numbers of its training data (saved with the heads; None: unknown).
     """
 
     name: str
@@ -58,6 +62,19 @@ class DatasetTask:
     force_std: float
     energy_coefficient: float = 1.0
     force_coefficient: float = 1.0
+    graph: GraphSpec | None = None
+    elements: tuple[int, ...] | None = None
+
+    def head_info(self) -> dict[str, HeadInfo]:
+        """What its two heads were trained with: the inverse of its normalisation, the graph
+        setting and the elements (`openjmp.model.outputs`)."""
+        energy = OutputTransform.energy(self.energy_std, self.energy_mean, self.references)
+        return {
+            f"{self.name}_energy": HeadInfo(energy, self.graph, self.elements),
+            f"{self.name}_forces": HeadInfo(
+                OutputTransform.forces(self.force_std), self.graph, self.elements
+            ),
+        }
 
 
 @dataclass(frozen=True)
@@ -118,6 +135,9 @@ class PretrainTask(pl.LightningModule):
         self.task_index = {n: i for i, n in enumerate(self.task_names)}
         self.model = JMPModel.pretraining(config, self.task_names).to(dtype)
         self.model.set_activation_checkpointing(activation_checkpointing)
+        for t in self.tasks:
+            for head, info in t.head_info().items():
+                self.model.set_head_info(head, info)
         self.references = nn.ModuleDict(
             {t.name: ElementReferences(list(t.references)) for t in self.tasks}
         )
@@ -354,8 +374,8 @@ class PretrainTask(pl.LightningModule):
                 }
                 for t in self.tasks
             ],
-            "heads_predict": "normalised energies and forces: E = y * energy_std + energy_mean "
-            "+ sum(references[Z]) eV, F = y * force_std eV/Å",
+            "heads_predict": "each head's 'output' transform (openjmp.model.outputs): E = "
+            "sum(references[Z]) + energy_mean + energy_std * y eV, F = force_std * y eV/Å",
             "edge_dropout": self.model.config.edge_dropout,
         }
 

@@ -163,7 +163,7 @@ def build_task(
     embedding + backbone of ``model.checkpoint`` (or random ones), new random heads; with
     ``residual_references`` the target head starts from that head of the checkpoint and the
     references are fitted to its residual (`openjmp.train.finetune_residual`)."""
-    stats = resolve_statistics(list(config.heads), train)
+    stats = resolve_statistics(list(config.heads), train, fmt=config.data.format)
     if config.model.checkpoint is not None:
         base, state = pretrained_state(config, dtype=dtype)
     else:

@@ -101,7 +101,7 @@ def run_frozen(
     records = {p: splits.part(p).records for p in PARTS if splits.part(p) is not None}  # type: ignore[union-attr]
     for p, recs in records.items():
         check_labels(recs, list(config.heads), p)
-    stats = resolve_statistics(list(config.heads), records["train"])
+    stats = resolve_statistics(list(config.heads), records["train"], fmt=config.data.format)
     model = _backbone(config)
     dm = FinetuneDataModule(splits, config.data.graph, config.loader)
     poolings = ["sum" if isinstance(h, EnergyForcesHead) else h.pooling for h in config.heads]

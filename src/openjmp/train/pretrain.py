@@ -104,6 +104,8 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
             force_std=norms[d.name].force_std,
             energy_coefficient=d.energy_coefficient,
             force_coefficient=d.force_coefficient,
+            graph=d.graph.spec(),
+            elements=norms[d.name].elements or None,
         )
         for d in config.datasets
     ]

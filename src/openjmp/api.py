@@ -339,11 +339,9 @@ class Predictor:
             out = self.run(batch)
             for p in self.properties:
                 properties[p].append(out[p].detach().cpu().double().numpy())
-            e = (
-                None
-                if self.energy_head is None
-                else out[self.energy_head].detach().cpu().double().numpy()
-            )
+            e = None
+            if self.energy_values:
+                e = out[self.energy_head].detach().cpu().double().numpy()
             emb = out[EMBEDDING_KEY].detach().cpu().double().numpy()
             f = None if force_key is None else out[force_key].detach().cpu().double().numpy()
             if stress is not None:

@@ -146,3 +146,35 @@ def test_histories_and_counts(run) -> None:
     assert [s for s, _ in result.train_history] == [1, 2, 3, 4, 5, 6]
     assert result.structures_seen == 6 * cfg.loader.batch_size
     assert result.steps == 6 and result.wall_time > 0
+
+
+def test_each_head_predicts_in_its_datasets_units(run) -> None:
+    """model.pt and last.ckpt: predict(head=<dataset>) with the head's own graph gives, per
+    dataset, Σ ref[Z] + mean + std · raw with that dataset's statistics (taken from the task
+    here, not from the saved transforms), closer to the labels (eV) than the raw outputs."""
+    import ase.io
+    import numpy as np
+
+    cfg, root, _, result = run
+    dm = build_datamodule(cfg, root / "run")
+    task = build_task(cfg, dm)
+    for path in (result.checkpoint, root / "run" / "checkpoints" / "last.ckpt"):
+        model = openjmp.load_model(path, dtype=torch.float64)
+        for name in ("slabs", "mols"):
+            frames = ase.io.read(root / "data" / f"{name}-val.xyz", index=":")
+            labels = np.array([a.get_potential_energy() for a in frames])
+            pred = openjmp.predict(model, frames, head=name)
+            raw = openjmp.predict(model, frames, head=name, units="raw")
+            assert pred.graph == cfg.datasets[0 if name == "slabs" else 1].graph.spec()
+            assert pred.units["energy"] == "eV" and raw.units["energy"] == "raw"
+            refs = task.references[name].references.numpy()
+            offset = np.array([refs[a.numbers].sum() for a in frames])
+            norm, fnorm = task.energy_norm[name], task.force_norm[name]
+            expected = offset + float(norm.mean) + float(norm.std) * raw.energies
+            np.testing.assert_allclose(pred.energies, expected, rtol=1e-12, atol=1e-9)
+            for f, r in zip(pred.forces, raw.forces):
+                np.testing.assert_allclose(f, float(fnorm.std) * r, rtol=1e-12, atol=1e-12)
+            # the unit is the labels': raw outputs are O(1) normalised numbers, predictions not
+            assert np.abs(pred.energies - labels).mean() < np.abs(raw.energies - labels).mean()
+        with pytest.raises(openjmp.ConfigError, match="2 energy heads"):
+            openjmp.predict(model, frames)

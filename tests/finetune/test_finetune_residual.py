@@ -82,5 +82,5 @@ def test_authors_checkpoints_are_refused(reference_dir: Path, molecules_file: Pa
         molecules_file, [f"model.checkpoint={reference_dir / 'tiny' / 'lightning_checkpoint.ckpt'}"]
     )
     train = [AtomsRecord.from_ase(x) for x in read(molecules_file, ":4")]
-    with pytest.raises(ConfigError, match="do not publish"):
+    with pytest.raises(ConfigError, match="linear references that are not in the checkpoint"):
         residual_start(cfg, train, {"energy": {}}, "oc20", dtype=torch.float64)

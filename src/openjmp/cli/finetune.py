@@ -47,12 +47,26 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
         print(f"  {part:<6}{shown}")
 
 
+def _named_after_data(config: object, args: argparse.Namespace) -> object:
+    """The ``user-*`` presets name a run after its data (``mydata-energy-forces`` for
+    ``mydata.extxyz``) unless ``--set name=`` names it."""
+    is_user_preset = "user-" in str(args.config) and not str(args.config).endswith(
+        (".yaml", ".yml")
+    )
+    if not is_user_preset or any(o.split("=", 1)[0].strip() == "name" for o in args.overrides):
+        return config
+    stem = Path(str(config.data.train.path)).name.split(".")[0]  # type: ignore[attr-defined]
+    kind = str(config.name).split("user-", 1)[-1]  # type: ignore[attr-defined]
+    return config.model_copy(update={"name": f"{stem}-{kind}"})  # type: ignore[attr-defined]
+
+
 def run(args: argparse.Namespace) -> int:
     from openjmp.config.finetune import FinetuneConfig
     from openjmp.config.load import load_config
 
     config = load_config(args.config, "finetune", args.overrides)
     assert isinstance(config, FinetuneConfig)
+    config = _named_after_data(config, args)
     out = args.out if args.out is not None else config.trainer.output_dir / config.name
     if args.frozen is not None:
         if args.resume:

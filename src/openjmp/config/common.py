@@ -82,6 +82,12 @@ class ModelConfig(Strict):
     checkpoint: Path | None = None
     """Starting weights: a JMP-S/L pre-training checkpoint (jmp-s.pt, jmp-l.pt) or an openjmp
     checkpoint. None: random initialisation (pre-training, or the from-scratch baseline)."""
+    architecture: Literal["preset", "checkpoint"] = "preset"
+    """Where the backbone's architecture comes from when ``checkpoint`` is set: "preset"
+    (``backbone``, checked against the checkpoint: the paper's benchmark presets) or
+    "checkpoint" (the checkpoint's own; fields set in ``backbone`` must agree with it, and
+    layer-wise LR multipliers are resampled to its depth; the ``user-*`` presets). Without a
+    checkpoint both mean ``backbone``."""
     ema_weights: bool = True
     """Take the EMA weights stored in the checkpoint (the authors fine-tune from them)."""
     scale_file: str | None = None

@@ -230,7 +230,10 @@ class FinetuneConfig(Strict):
         from openjmp.config.benchmarks import check_matbench_fold
         from openjmp.tasks.param_groups import check_llrd_multipliers
 
-        if self.llrd is not None:
+        depth_from_checkpoint = (
+            self.model.architecture == "checkpoint" and self.model.checkpoint is not None
+        )
+        if self.llrd is not None and not depth_from_checkpoint:  # else: at resolution
             check_llrd_multipliers(self.llrd, self.model.backbone.resolved_num_blocks)
         check_matbench_fold(self)
         return self

@@ -151,8 +151,11 @@ def llrd_multipliers_for_depth(
     are rounded to 3 decimals so presets read cleanly.
     """
     ref = [reference[f"blocks_{i}"] for i in range(sum(k.startswith("blocks_") for k in reference))]
-    out = {"embedding": reference["embedding"]}
+    out = {"embedding": reference["embedding"]} if "embedding" in reference else {}
     for i in range(num_blocks):
+        if len(ref) == 1:
+            out[f"blocks_{i}"] = ref[0]
+            continue
         x = i * (len(ref) - 1) / max(num_blocks - 1, 1)
         lo = min(int(x), len(ref) - 2)
         out[f"blocks_{i}"] = round(ref[lo] + (x - lo) * (ref[lo + 1] - ref[lo]), 3)

@@ -57,6 +57,7 @@ from openjmp.train.finetune_setup import (
     finetune_backbone,
     load_pretrained,
     pretrained_state,
+    resolve_architecture,
 )
 from openjmp.train.graph_dataset import GraphDataset
 from openjmp.train.trainer import build_trainer, model_dtype
@@ -243,6 +244,7 @@ def run_finetune(
     (`openjmp.train.finetune_residual`).
     """
     t0 = time.perf_counter()
+    config = resolve_architecture(config)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"

@@ -49,6 +49,7 @@ from openjmp.train.finetune_setup import (
     finetune_backbone,
     load_pretrained,
     pretrained_state,
+    resolve_architecture,
 )
 
 FrozenHead = Literal["ridge", "mlp"]
@@ -89,6 +90,7 @@ def run_frozen(
 ) -> FinetuneResult:
     """Fit frozen-backbone heads for ``config`` (module docstring)."""
     t0 = time.perf_counter()
+    config = resolve_architecture(config)
     _check_heads(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

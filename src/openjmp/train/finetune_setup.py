@@ -11,6 +11,10 @@
   architecture the config names: a mismatch is a `ConfigError` listing the fields, never a
   silent partial load. Scale factors come with the weights (buffers).
 * `load_pretrained`: copy them into a fresh fine-tuning model; only the new heads stay random.
+* `resolve_architecture`: for ``model.architecture: checkpoint`` (the ``user-*`` presets), the
+  config with the checkpoint's architecture written into ``model.backbone`` and the layer-wise
+  LR profile resampled to its depth, before anything else reads the config (and before the
+  run's ``config.yaml`` is written, so the run reproduces from its own files).
 """
 
 from __future__ import annotations
@@ -47,6 +51,56 @@ def configured_backbone(config: FinetuneConfig) -> GemNetOCConfig:
         return base.replace(**bb.overrides())
     except ConfigError as exc:
         raise ConfigError(f"model.backbone: {exc}") from None
+
+
+def checkpoint_architecture(path: Path) -> GemNetOCConfig:
+    """The backbone config of a checkpoint (any file `openjmp.model.checkpoint` reads)."""
+    from openjmp.model.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, device="meta").config
+
+
+def resolve_architecture(config: FinetuneConfig) -> FinetuneConfig:
+    """``config`` with the checkpoint's architecture when ``model.architecture`` is
+    "checkpoint" (module docstring); unchanged otherwise. Fields the config sets in
+    ``model.backbone`` must agree with the checkpoint (a `ConfigError` lists those that do not).
+    """
+    import warnings
+
+    from openjmp.tasks.param_groups import check_llrd_multipliers, llrd_multipliers_for_depth
+
+    model = config.model
+    if model.architecture != "checkpoint" or model.checkpoint is None:
+        return config
+    ck = checkpoint_architecture(Path(model.checkpoint))
+    fields = [f for f in type(model.backbone).model_fields if f != "preset"]
+    explicit = model.backbone.overrides()
+    wrong = {k: (getattr(ck, k), v) for k, v in explicit.items() if getattr(ck, k) != v}
+    if wrong:
+        listing = ", ".join(f"{k}: checkpoint {a!r}, config {b!r}" for k, (a, b) in wrong.items())
+        raise ConfigError(
+            f"model.checkpoint {model.checkpoint}: model.backbone sets fields the checkpoint does "
+            f"not have ({listing}); with model.architecture 'checkpoint' leave them out"
+        )
+    data = config.model_dump(mode="json")
+    data["model"]["backbone"].update({f: getattr(ck, f) for f in fields})
+    llrd = config.llrd
+    if llrd is not None:
+        depth = sum(k.startswith("blocks_") for k in llrd)
+        if depth and depth != ck.num_blocks:
+            data["llrd"] = llrd_multipliers_for_depth(ck.num_blocks, reference=llrd)
+        try:
+            check_llrd_multipliers(data["llrd"], ck.num_blocks)
+        except ValueError as exc:
+            raise ConfigError(f"llrd: {exc}") from None
+    if config.data.graph.cutoff > ck.absolute_rbf_cutoff:
+        warnings.warn(
+            f"data.graph.cutoff {config.data.graph.cutoff} Å is beyond the checkpoint's radial "
+            f"basis cutoff {ck.absolute_rbf_cutoff} Å: edges longer than that carry no signal "
+            f"and only cost time (set data.graph.cutoff={ck.absolute_rbf_cutoff:g})",
+            stacklevel=2,
+        )
+    return type(config).model_validate(data)
 
 
 def uses_direct_forces(config: FinetuneConfig) -> bool:

@@ -254,9 +254,13 @@ class Predictor:
 
     @property
     def unit_labels(self) -> dict[str, str]:
+        """The unit of each output this predictor gives ("raw" for raw outputs)."""
+        names = ["energy"] if self.energy_values else []
+        names += ["forces"] if (self.direct_head or self.gradient) else []
+        names += ["stress"] if self.stress else []
         if self.units == "raw":
-            return {k: "raw" for k in ("energy", "forces", "stress", *self.properties)}
-        units = dict(UNITS)
+            return {k: "raw" for k in (*names, *self.properties)}
+        units = {k: UNITS[k] for k in names}
         for name in self.properties:
             transform = self.model.output_transform(name)
             units[name] = transform.unit if transform is not None else ""

@@ -62,7 +62,7 @@ def test_forces_physical_energies_need_references(tiny_dir: Path, i: int) -> Non
     pred = openjmp.predict(model, atoms, head=task, forces="direct")
     expected = refs[atoms.numbers].sum() + e_std * exp[f"s{i}_energy"][t]
     assert pred.energies[0] == pytest.approx(expected, rel=1e-10)
-    assert pred.units == {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å^3"}
+    assert pred.units == {"energy": "eV", "forces": "eV/Å"}
 
 
 def test_reference_files_in_both_formats(tiny_dir: Path, tmp_path: Path) -> None:

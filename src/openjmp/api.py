@@ -28,7 +28,7 @@ from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
 from openjmp.graph.spec import GraphSpec, graph_spec
 from openjmp.model.checkpoint import load_checkpoint
-from openjmp.model.heads import DirectForceHead, EnergyHead, ScalarHead
+from openjmp.model.heads import DirectForceHead, EnergyHead
 from openjmp.model.jmp_model import EMBEDDING_KEY, JMPModel
 from openjmp.model.outputs import UNITS, voigt
 from openjmp.records import AtomsRecord
@@ -94,9 +94,7 @@ def resolve_heads(
     ``forces="auto"``: the task's direct force head if the model has one, else -dE/dx.
     """
     energy_heads = [
-        n
-        for n, h in model.heads.items()
-        if isinstance(h, EnergyHead) and not isinstance(h, ScalarHead)
+        n for n, h in model.heads.items() if isinstance(h, EnergyHead) and not h.is_scalar
     ]
     if not energy_heads:
         if head is not None and head in model.heads:
@@ -198,7 +196,9 @@ class Predictor:
             model = model.to(device)
         self.model = model
         self.energy_head, self.direct_head, self.gradient = resolve_heads(model, head, forces)
-        self.properties = [n for n, h in model.heads.items() if isinstance(h, ScalarHead)]
+        self.properties = [
+            n for n, h in model.heads.items() if isinstance(h, EnergyHead) and h.is_scalar
+        ]
         if stress and self.energy_head is None:
             raise ConfigError("the model has no energy head: it predicts no stress")
         self.stress = bool(stress)

@@ -5,6 +5,11 @@
 * `DirectForceHead`: per-edge MLP on the backbone's edge features (E, emb_edge) giving a scalar
   f_st, times the unit vector V_st (source -> target), summed onto the target atom: (N, 3) eV/Å.
 * `GradientForceHead`: F = -dE/dpositions of a named energy head (conservative forces).
+* `PooledHead`: pool first, then a linear map or a small MLP on standardised pooled features:
+  the frozen-backbone heads (ridge, MLP) as modules, so a frozen run is a model like any other.
+
+``is_scalar`` tells a per-structure property (`ScalarHead`, a scalar `PooledHead`) from an
+energy: predictions report properties apart, and only energies have forces and stress.
 
 The MLPs are the authors' ``Base.mlp``: ``nn.Sequential`` of Linear and activation layers,
 [emb] * num_mlps -> num_outputs, the last Linear without bias when it has one output; PyTorch's
@@ -60,6 +65,7 @@ class EnergyHead(nn.Module):
     """Per-atom MLP, pooled per structure: atom features (N, A) -> (B,) (or (B, k))."""
 
     input_kind = "atom"
+    is_scalar = False
 
     def __init__(
         self,
@@ -85,6 +91,48 @@ class EnergyHead(nn.Module):
 
 class ScalarHead(EnergyHead):
     """Graph-level scalar property (QM9, MatBench, QMOF): same computation as `EnergyHead`."""
+
+    is_scalar = True
+
+
+class PooledHead(EnergyHead):
+    """Pooled features (B, A) -> standardised -> Linear (``hidden`` None: a ridge fit) or
+    Linear-SiLU-Linear -> (B,) or (B, k). Buffers ``feature_mean`` / ``feature_std`` (A,) are
+    the standardisation of the features it was fitted on. Differentiable in the positions, so
+    an energy fitted this way has gradient forces too."""
+
+    feature_mean: Tensor
+    feature_std: Tensor
+
+    def __init__(
+        self,
+        emb_size: int,
+        *,
+        pooling: Pooling = "sum",
+        hidden: int | None = None,
+        num_outputs: int = 1,
+        scalar: bool = False,
+    ) -> None:
+        nn.Module.__init__(self)
+        if pooling not in ("sum", "mean", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}; use sum, mean or max")
+        self.pooling: Pooling = pooling
+        self.num_outputs = num_outputs
+        self.hidden = hidden
+        self.is_scalar = scalar
+        self.register_buffer("feature_mean", torch.zeros(emb_size))
+        self.register_buffer("feature_std", torch.ones(emb_size))
+        if hidden is None:
+            self.mlp = nn.Sequential(nn.Linear(emb_size, num_outputs))
+        else:
+            self.mlp = nn.Sequential(
+                nn.Linear(emb_size, hidden), nn.SiLU(), nn.Linear(hidden, num_outputs)
+            )
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        pooled = pool(x, batch, num_graphs, self.pooling)
+        y = self.mlp((pooled - self.feature_mean) / self.feature_std)
+        return y[:, 0] if self.num_outputs == 1 else y
 
 
 class DirectForceHead(nn.Module):

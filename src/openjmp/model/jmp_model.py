@@ -29,6 +29,7 @@ from openjmp.model.heads import (
     DirectForceHead,
     EnergyHead,
     GradientForceHead,
+    PooledHead,
     ScalarHead,
 )
 from openjmp.model.outputs import INFO_KEYS, HeadInfo, OutputTransform
@@ -43,6 +44,7 @@ _HEAD_TYPES: dict[str, type[nn.Module]] = {
     "scalar": ScalarHead,
     "direct_forces": DirectForceHead,
     "gradient_forces": GradientForceHead,
+    "pooled": PooledHead,
 }
 
 
@@ -50,6 +52,15 @@ def head_spec(head: nn.Module) -> dict[str, Any]:
     """A JSON-able description of a head, enough to rebuild it (`head_from_spec`)."""
     if isinstance(head, GradientForceHead):
         return {"type": "gradient_forces", "energy": head.energy}
+    if isinstance(head, PooledHead):
+        return {
+            "type": "pooled",
+            "emb_size": int(head.feature_mean.shape[0]),
+            "pooling": head.pooling,
+            "hidden": head.hidden,
+            "num_outputs": head.num_outputs,
+            "scalar": head.is_scalar,
+        }
     if isinstance(head, EnergyHead):
         lin = [m for m in head.mlp if isinstance(m, nn.Linear)]
         return {

@@ -6,9 +6,14 @@ form, α chosen on val), a small MLP, or (classification) a logistic regression
 (`openjmp.tasks.frozen`). Seconds on a CPU. Supported heads: scalar, classification, and the
 energy of an energy/forces head (forces need end-to-end fine-tuning: a `ConfigError`).
 
-Writes ``config.yaml``, ``stats.json``, ``frozen_heads.pt`` (the fitted heads), ``metrics.json``
-and ``test_predictions.npz`` into ``out_dir``; returns a `FinetuneResult` whose ``history`` is
-the validation metric of the chosen head at step 0 (nothing is trained step by step).
+Writes ``config.yaml``, ``stats.json``, ``model.pt`` (the backbone with the fitted regression
+heads as `openjmp.model.heads.PooledHead` modules and their output transforms: an openjmp model
+file that `openjmp.load_model`, `openjmp.predict` and the calculator read in physical units,
+energies with gradient forces), ``frozen_heads.pt`` (every fitted head as fitted, classification
+included), ``metrics.json`` and ``test_predictions.npz`` into ``out_dir``; returns a
+`FinetuneResult` whose ``best_checkpoint`` is ``model.pt`` (``frozen_heads.pt`` when only
+classification heads were fitted) and whose ``history`` is the validation metric of the chosen
+head at step 0 (nothing is trained step by step).
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ from openjmp.config.finetune import (
 )
 from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import ConfigError
+from openjmp.model.checkpoint import save_model
+from openjmp.model.heads import PooledHead
 from openjmp.model.jmp_model import JMPModel
+from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.tasks.finetune_metrics import array_metrics
 from openjmp.tasks.finetune_stats import record_label, reference_offsets, resolve_statistics
 from openjmp.tasks.finetune_targets import target_name
-from openjmp.tasks.frozen import fit_logistic, fit_mlp, fit_ridge, pooled_features
+from openjmp.tasks.frozen import RidgeHead, fit_logistic, fit_mlp, fit_ridge, pooled_features
 from openjmp.train.finetune import FinetuneResult
 from openjmp.train.finetune_data import (
     FinetuneDataModule,
@@ -83,6 +91,42 @@ def _backbone(config: FinetuneConfig) -> JMPModel:
 def _labels(head: Any, records: Any) -> np.ndarray:
     key = head.energy_target if isinstance(head, EnergyForcesHead) else head.target
     return np.array([record_label(r, key, f"head {target_name(head)!r}") for r in records])
+
+
+def _pooled_module(
+    fitted: dict[str, Any], head: Any, stats: dict[str, Any], model: JMPModel
+) -> tuple[PooledHead, OutputTransform]:
+    """The fitted ridge / MLP as a `PooledHead` with its output transform (physical units)."""
+    regressor = fitted["model"]
+    energy = isinstance(head, EnergyForcesHead)
+    emb = model.config.emb_size_atom
+    if isinstance(regressor, RidgeHead):
+        w = np.reshape(regressor.weight, (emb, -1))
+        module = PooledHead(
+            emb, pooling=fitted["pooling"], num_outputs=w.shape[1], scalar=not energy
+        )
+        with torch.no_grad():
+            module.mlp[0].weight.copy_(torch.as_tensor(w.T))
+            module.mlp[0].bias.copy_(torch.as_tensor(np.reshape(regressor.bias, -1)))
+    else:
+        lin = regressor.net
+        module = PooledHead(
+            emb,
+            pooling=fitted["pooling"],
+            hidden=lin[0].out_features,
+            num_outputs=lin[2].out_features,
+            scalar=not energy,
+        )
+        module.mlp.load_state_dict(lin.state_dict())
+    with torch.no_grad():
+        module.feature_mean.copy_(torch.as_tensor(regressor.scaler.mean))
+        module.feature_std.copy_(torch.as_tensor(regressor.scaler.std))
+    refs, mean, std = stats.get("references"), stats["mean"], stats["std"]
+    if energy:
+        transform = OutputTransform.energy(std, mean, refs)
+    else:
+        transform = OutputTransform.scalar(std, mean, refs, unit=str(stats.get("unit", "")))
+    return module.to(model.dtype), transform
 
 
 def run_frozen(
@@ -158,6 +202,21 @@ def run_frozen(
         fitted[name] = {"kind": head if not isinstance(h, ClassificationHead) or head == "mlp" else "logistic",
                         "pooling": pooling, "model": model_h, "curve": curve}  # fmt: skip
 
+    modules = {
+        name: _pooled_module(fitted[name], h, stats[name], model)
+        for h in config.heads
+        if not isinstance(h, ClassificationHead) and (name := target_name(h))
+    }
+    model_path = None
+    if modules:
+        graph = config.data.graph.spec()
+        for name, (module, transform) in modules.items():
+            model.heads[name] = module
+            elements = tuple(stats[name].get("elements") or ()) or None
+            model.set_head_info(name, HeadInfo(transform, graph, elements))
+        model_path = save_model(
+            model, out_dir / "model.pt", metadata={"kind": "frozen", "head": head, "stats": stats}
+        )
     path = out_dir / "frozen_heads.pt"
     buf = io.BytesIO()
     torch.save({"config": config.model_dump(mode="json"), "stats": stats, "heads": fitted}, buf)
@@ -193,7 +252,7 @@ def run_frozen(
         atomic_write_bytes(out_dir / "test_predictions.npz", b.getvalue())
     return FinetuneResult(
         out_dir=out_dir,
-        best_checkpoint=path,
+        best_checkpoint=model_path or path,
         last_checkpoint=None,
         monitor=monitor,
         mode=mode,

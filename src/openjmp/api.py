@@ -305,7 +305,8 @@ class Predictor:
         """Model outputs of one batch (physical unless ``units="raw"``), keyed by head name
         and the derived names ``_predict_gradient_forces`` / ``_predict_stress``."""
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # walking every module costs ~5 ms: only when it changes anything
+            self.model.eval()
         try:
             with torch.no_grad():
                 out = self.model(
@@ -316,7 +317,8 @@ class Predictor:
                     create_graph=False,
                 )
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train()
         if self.units == "physical":
             if not self.energy_values and self.energy_head is not None:
                 out.pop(self.energy_head)

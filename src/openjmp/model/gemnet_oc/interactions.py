@@ -140,7 +140,7 @@ class QuadrupletInteraction(nn.Module):
         # per output triplet: sum over its quadruplets of Y(θ) ⊗ x -> (T_out, S, quad_in)
         z = bases.plan_trip.aggregate(bases.sph_theta, x_db)
         # per main edge: sum over its output triplets of Y(φ) ⊗ z -> (E, S, S * quad_in)
-        w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, -1))
+        w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, s * x_db.shape[1]))
         w = w.reshape(num_edges, s * s, -1)  # index l_φ * S + l_θ
         x = self.mlp_sbf(bases.rad_w @ w)  # (E, quad_out)
         x = self.scale_sbf_sum(x, ref=lambda: x_db.index_select(0, idx.trip_in_to_quad))

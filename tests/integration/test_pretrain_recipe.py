@@ -178,3 +178,29 @@ def test_each_head_predicts_in_its_datasets_units(run) -> None:
             assert np.abs(pred.energies - labels).mean() < np.abs(raw.energies - labels).mean()
         with pytest.raises(openjmp.ConfigError, match="2 energy heads"):
             openjmp.predict(model, frames)
+
+
+def test_model_files_written_before_head_transforms_still_give_ev(run, tmp_path) -> None:
+    """model.pt without the per-head entries (as written before heads carried them): the
+    transforms come back from the statistics in its metadata."""
+    import ase.io
+    import numpy as np
+
+    from openjmp.model.outputs import INFO_KEYS
+
+    cfg, root, _, result = run
+    frames = ase.io.read(root / "data" / "slabs-val.xyz", index=":")
+    new = openjmp.predict(
+        openjmp.load_model(result.checkpoint, dtype=torch.float64), frames, head="slabs"
+    )
+    ck = read_checkpoint(result.checkpoint)
+    ck["heads"] = {
+        n: {k: v for k, v in s.items() if k not in INFO_KEYS} for n, s in ck["heads"].items()
+    }
+    torch.save(ck, tmp_path / "old.pt")
+    old_model = openjmp.load_model(tmp_path / "old.pt", dtype=torch.float64)
+    graph = cfg.datasets[0].graph.spec()  # old files did not say: give it
+    old = openjmp.predict(old_model, frames, head="slabs", graph=graph)
+    np.testing.assert_allclose(old.energies, new.energies, rtol=1e-12)
+    for a, b in zip(old.forces, new.forces):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -32,6 +32,7 @@ from openjmp.validate import (
     check_distances,
     check_shapes,
     check_values,
+    coordinates_usable,
 )
 
 __all__ = ["CheckReport", "Problem", "check_path", "check_records"]
@@ -178,7 +179,7 @@ def check_records(
                 add("error", rec, err.problem)
                 passed[check] = False
         shapes_ok = passed[check_shapes]
-        geometry_ok = shapes_ok and passed[check_cell] and np.all(np.isfinite(rec.positions))
+        geometry_ok = shapes_ok and passed[check_cell] and coordinates_usable(rec)
         if geometry_ok:
             try:
                 check_distances(rec, min_distance)

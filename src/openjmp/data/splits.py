@@ -195,6 +195,10 @@ def kfold_ids(
     from sklearn.model_selection import KFold, StratifiedKFold
 
     ids = list(ids)
+    if len(ids) < 5:
+        raise DataError(
+            None, None, f"MatBench's 5 folds need at least 5 records, the data has {len(ids)}"
+        )
     if labels is not None and np.asarray(labels).dtype == np.bool_:
         gen = StratifiedKFold(5, shuffle=True, random_state=seed).split(ids, labels)
     else:

@@ -68,20 +68,19 @@ def read_records(path: str | Path, fmt: str | None = None, **opts: Any) -> Itera
 
 
 def _h5_kind(path: Path) -> str:
-    import h5py
-
-    from openjmp.io._h5 import open_h5
+    from openjmp.io._h5 import is_group, member, names, open_h5
 
     with open_h5(path) as f:
-        keys = set(f.keys())
-        if keys & {"train", "val", "test", "data"}:
+        keys = names(f, path, None)
+        if set(keys) & {"train", "val", "test", "data"}:
             return "transition1x"
         for name in sorted(keys)[:1]:
-            group = f[name]
-            if isinstance(group, h5py.Group):
-                if "coordinates" in group:
+            group = member(f, name, path, name)
+            if is_group(group):
+                inner = set(names(group, path, name))
+                if "coordinates" in inner:
                     return "ani1x"
-                if "conformations" in group:
+                if "conformations" in inner:
                     return "spice"
     raise DataError(
         path, None, "HDF5 file is neither ANI-1x, Transition-1x nor SPICE; pass a format"

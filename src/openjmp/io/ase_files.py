@@ -108,14 +108,19 @@ def _iterate_db(path: Path, opts, validate, on_error):
     try:
         db = ase.db.connect(str(path))
         rows = list(db.select())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - sqlite3, json, ASE: many kinds on a bad file
         raise DataError(path, None, f"not a readable ASE database ({exc})") from None
-    for row in rows:
-        atoms = row.toatoms()
-        for k, v in row.key_value_pairs.items():
-            if isinstance(v, int | float | np.number) and not isinstance(v, bool):
-                atoms.info.setdefault(k, v)
-        yield from _emit(atoms, str(path), int(row.id), opts, validate, on_error)
+    for k, row in enumerate(rows):
+        index = row.get("id", k)
+        try:
+            atoms = row.toatoms()
+            for key, v in row.key_value_pairs.items():
+                if isinstance(v, int | float | np.number) and not isinstance(v, bool):
+                    atoms.info.setdefault(key, v)
+        except Exception as exc:  # noqa: BLE001 - a damaged row makes ASE raise many kinds
+            report(DataError(path, index, f"ASE cannot rebuild this row: {exc!r:.200}"), on_error)
+            continue
+        yield from _emit(atoms, str(path), index, opts, validate, on_error)
 
 
 def _emit(atoms, source: str, index: int, opts, validate, on_error) -> Iterator[AtomsRecord]:
@@ -123,6 +128,11 @@ def _emit(atoms, source: str, index: int, opts, validate, on_error) -> Iterator[
         rec = record_from_atoms(atoms, source=source, index=index, **opts)
     except DataError as err:
         report(err, on_error)
+        return
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        # values of the wrong type or shape (a text energy, a short forces array, ...)
+        problem = f"unusable values in the structure ({type(exc).__name__}: {exc})"
+        report(DataError(source, index, problem), on_error)
         return
     rec = finish(rec, validate=validate, on_error=on_error)
     if rec is not None:

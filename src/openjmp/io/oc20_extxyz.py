@@ -109,6 +109,10 @@ def _iterate(files: list[Path], energy: str, validate: bool, on_error: OnError):
             except DataError as err:
                 report(err, on_error)
                 continue
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                problem = f"unusable values in the frame ({type(exc).__name__}: {exc})"
+                report(DataError(shard, i, problem), on_error)
+                continue
             rec = finish(rec, validate=validate, on_error=on_error)
             if rec is not None:
                 yield rec

@@ -148,6 +148,9 @@ def test_broken_files_name_file_record_and_problem(tmp_path, frames) -> None:
     with pytest.raises(DataError, match="e.lmdb: not an LMDB file"):
         list(read_records(tmp_path / "e.lmdb"))
     (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: the directory is empty"):
+        read_records(tmp_path / "empty", "ocp_lmdb")
+    (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="no \\*.lmdb files"):
         read_records(tmp_path / "empty", "ocp_lmdb")
 

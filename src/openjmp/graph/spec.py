@@ -48,6 +48,9 @@ class GraphSpec:
             Transition-1x, MD22 and SPICE transforms do. False: the sample's cell is zero for
             molecules (QM9, rMD17) or the record's cell.
         qint_tags: the quadruplet graph keeps edges whose source or target has one of these tags.
+        max_edges: refuse a structure whose estimated neighbour pairs exceed this
+            (:mod:`openjmp.graph.size`); None: the process default (``$OPENJMP_MAX_EDGES`` or
+            3 million).
     """
 
     cutoff: float
@@ -55,6 +58,7 @@ class GraphSpec:
     pbc: bool
     dummy_cell: bool = False
     qint_tags: tuple[int, ...] = (1, 2)
+    max_edges: int | None = None
 
     def __post_init__(self) -> None:
         if not self.cutoff > 0:
@@ -73,6 +77,8 @@ class GraphSpec:
             )
         if self.dummy_cell and self.pbc:
             raise ConfigError("GraphSpec: dummy_cell is only for non-periodic graphs (pbc=False)")
+        if self.max_edges is not None and int(self.max_edges) < 1:
+            raise ConfigError(f"GraphSpec.max_edges must be >= 1, got {self.max_edges}")
         object.__setattr__(self, "max_neighbors", mn)
         object.__setattr__(self, "qint_tags", tuple(int(t) for t in self.qint_tags))
 
@@ -132,4 +138,5 @@ def graph_spec(name: str, natoms: int | None = None) -> GraphSpec:
         pbc=spec.pbc,
         dummy_cell=spec.dummy_cell,
         qint_tags=spec.qint_tags,
+        max_edges=spec.max_edges,
     )

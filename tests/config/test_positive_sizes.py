@@ -23,6 +23,8 @@ from openjmp.errors import ConfigError
         (["evaluate", "run.ckpt", "--batch-size", "0"], "--batch-size"),
         (["fit-scales", "x.xyz", "-o", "s.json", "--batch-size", "0"], "--batch-size"),
         (["fit-scales", "x.xyz", "-o", "s.json", "--num-batches", "-2"], "--num-batches"),
+        (["predict", "m.pt", "x.xyz", "-o", "o.npz", "--max-atoms-per-batch", "0"],
+         "--max-atoms-per-batch"),
     ],
 )  # fmt: skip
 def test_cli_rejects_non_positive_sizes(argv, option, capsys) -> None:

@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from openjmp.cli.args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -30,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--max-atoms-per-batch", type=int, default=2000)
+    p.add_argument("--max-atoms-per-batch", type=positive_int, default=2000)
     p.set_defaults(func=run)
 
 

@@ -182,4 +182,4 @@ def test_check_path_lists_records_read_before_a_fatal_problem(tmp_path) -> None:
     (tmp_path / "t.extxyz").write_text("\n".join(text[:-3]) + "\n")  # the last frame cut short
     rep = check_path(tmp_path / "t.extxyz")
     assert rep.n_records == 2 and not rep.ok
-    assert "record 2: reading stopped here: ASE cannot read this structure" in str(rep.errors[-1])
+    assert "record 2: reading stopped here: frame 2 says 9 atoms" in str(rep.errors[-1])

@@ -908,6 +908,22 @@ def input_rng(seed: int, k: int) -> np.random.Generator:
     return np.random.default_rng([seed, k])
 
 
+def _warm_up() -> None:
+    """Import what the readers and the check import, before any read is timed (an import cut
+    by the alarm would leave a half-initialised module behind for every later input)."""
+    import ase.db  # noqa: F401
+    import ase.io  # noqa: F401
+    import h5py  # noqa: F401
+    import lmdb  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import torch  # noqa: F401
+    import vesin  # noqa: F401
+
+    import openjmp.data.check  # noqa: F401
+    import openjmp.data.splits  # noqa: F401
+    import openjmp.io  # noqa: F401
+
+
 def run_campaign(
     target: str,
     *,
@@ -925,6 +941,7 @@ def run_campaign(
     ``before_input(k, campaign)`` is called before input ``k`` is written (the long runner
     saves the counts so far and ``k``, to name the input that killed a child process)."""
     t = TARGETS[target]
+    _warm_up()
     camp = Campaign(target, seed)
     t0 = time.perf_counter()
     k = start

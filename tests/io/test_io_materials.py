@@ -10,9 +10,8 @@ labels, stress and info-key targets; ``detect_format`` picks each reader from th
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 
 import numpy as np
 import pytest

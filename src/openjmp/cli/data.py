@@ -103,6 +103,11 @@ def run_convert(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(store)} records ({m['n_atoms']} atoms) of {m.get('dataset')} to {store.path}"
     )
+    dups = m["metadata"].get("duplicates", {})
+    if dups.get("groups"):
+        from openjmp.data.duplicates import DuplicateReport
+
+        print(f"duplicates: {DuplicateReport(**dups).describe()}")
     skipped = m["metadata"].get("skipped", [])
     if skipped:
         print(f"left out {len(skipped)} invalid records (listed in manifest.json):")

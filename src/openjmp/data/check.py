@@ -22,7 +22,6 @@ problem that stops a reader altogether (a corrupt file) is listed after what was
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 from ase.data import chemical_symbols
 
+from openjmp.data.duplicates import structure_key
 from openjmp.errors import DataError
 from openjmp.graph.size import check_graph_size, neighbour_counts
 from openjmp.graph.spec import GRAPH_SETTINGS
@@ -147,15 +147,6 @@ class _Range:
         return f"{self.n} values in [{self.lo:.6g}, {self.hi:.6g}], mean {self.s / self.n:.6g}"
 
 
-def _structure_key(rec: AtomsRecord) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(rec.atomic_numbers.tobytes())
-    h.update(np.round(rec.positions, 5).tobytes())
-    h.update(np.round(rec.cell, 5).tobytes())
-    h.update(rec.pbc.tobytes())
-    return h.digest()
-
-
 def check_records(
     records: Iterable[AtomsRecord],
     *,
@@ -231,7 +222,7 @@ def check_records(
             if arr.dtype.kind in "iuf" and arr.size == 1:
                 target_ranges.setdefault(name, _Range()).add(float(arr.reshape(())))
         if shapes_ok:
-            key = _structure_key(rec)
+            key = structure_key(rec)
             if key in seen:
                 src, idx = seen[key]
                 add("warning", rec, f"duplicate of {src}, record {idx}")

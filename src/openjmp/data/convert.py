@@ -23,6 +23,7 @@ from openjmp.data.duplicates import duplicate_groups, keep_together, structure_k
 from openjmp.data.splits import fixed_parts, make_splits, save_splits
 from openjmp.data.statistics import compute_statistics
 from openjmp.errors import DataError
+from openjmp.io.paths import check_writable_dir
 
 __all__ = ["convert", "infer_dataset"]
 
@@ -63,6 +64,7 @@ def convert(
     from openjmp.io import detect_format, read_records
 
     src = Path(src)
+    check_writable_dir(Path(dest).parent, "directory of the cache")
     fmt = fmt or detect_format(src)
     skipped: list[DataError] = []
     on_error = skipped.append if skip_invalid else None

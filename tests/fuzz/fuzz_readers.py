@@ -87,12 +87,17 @@ def _run_reader(name: str, args: argparse.Namespace, workdir: Path) -> dict:
         result.unlink(missing_ok=True)
         progress.unlink(missing_ok=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode == 0 and result.is_file():
+        if result.is_file():  # the slice finished (a crash while exiting is noted apart)
             r = json.loads(result.read_text())
             inputs += r["inputs"]
             counts.update(r["counts"])
             findings += r["findings"]
             start = r["next"]
+            if proc.returncode != 0:
+                counts["crash at exit"] += 1
+                findings.append({"input": None, "way": "exit", "kind": "crash",
+                                 "detail": f"child exit {proc.returncode} after its last input; "
+                                 f"stderr: {proc.stderr[-1500:]}"})  # fmt: skip
             continue
         state = json.loads(progress.read_text()) if progress.is_file() else {}
         k = state.get("input", start)

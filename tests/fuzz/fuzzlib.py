@@ -87,8 +87,11 @@ def mutate_array(a: Any, rng: np.random.Generator) -> Any:
         if arr.dtype.kind in "US" or rng.random() < 0.3:
             return arr.astype("<U8") if arr.dtype.kind != "U" else arr.astype("S8")
         dtype = _DTYPES[int(rng.integers(len(_DTYPES)))]
-        with np.errstate(all="ignore"):
-            return arr.astype(dtype)
+        try:
+            with np.errstate(all="ignore"):
+                return arr.astype(dtype)
+        except (ValueError, TypeError):  # text that does not parse as numbers
+            return random_array(rng, arr)
     if op == 2 and arr.size:  # special values
         out = arr.astype(np.float64) if arr.dtype.kind in "biuf" else arr.copy()
         if out.dtype.kind == "f":

@@ -137,3 +137,51 @@ def test_make_demo_calls_the_generator(tmp_path, monkeypatch, capsys) -> None:
     assert main(["data", "make-demo", str(tmp_path / "demo"), "--scale", "0.1", "--seed", "3"]) == 0
     assert calls == [(tmp_path / "demo", 0.1, 3, True)]
     assert "demo corpus written to" in capsys.readouterr().out
+
+
+def test_convert_keeps_identical_structures_in_one_part(tmp_path, capsys) -> None:
+    """Copies of a structure end in the part of their first copy (no test structure is also a
+    training structure); without copies the split is exactly the authors' seeded one."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from writers import emt_label
+
+    from openjmp.data.splits import fraction_split
+
+    frames = []
+    for a in molecule_frames("CH3CH2OH", 30, seed=5):
+        e, f = emt_label(a)
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        frames.append(a)
+    ase.io.write(tmp_path / "clean.extxyz", frames)
+    assert main(["data", "convert", str(tmp_path / "clean.extxyz"), str(tmp_path / "c1")]) == 0
+    assert "duplicates" not in capsys.readouterr().out
+    clean = load_splits(tmp_path / "c1" / "splits.npz")["default"]
+    for part, idx in fraction_split(30, seed=42).items():
+        np.testing.assert_array_equal(clean[part], idx)
+    # copies of frames 3 (x2) and 7 appended at the end: 33 records
+    dup = frames + [frames[3], frames[3], frames[7]]
+    ase.io.write(tmp_path / "dup.extxyz", dup)
+    assert main(["data", "convert", str(tmp_path / "dup.extxyz"), str(tmp_path / "c2")]) == 0
+    out = capsys.readouterr().out
+    assert "duplicates: 5 records are copies in 2 groups of identical structures" in out
+    parts = load_splits(tmp_path / "c2" / "splits.npz")["default"]
+    where = {int(i): p for p, idx in parts.items() for i in idx}
+    assert sorted(where) == list(range(33))  # every record in exactly one part
+    assert where[3] == where[30] == where[31] and where[7] == where[32]
+    meta = RecordStore(tmp_path / "c2").manifest["metadata"]["duplicates"]
+    assert meta["groups"] == 2 and meta["records"] == 5
+
+
+def test_keep_together_leaves_fixed_parts_alone() -> None:
+    from openjmp.data.duplicates import keep_together
+
+    splits = {
+        "fold_0": {"train": np.array([0, 1, 2]), "val": np.array([3]), "test": np.array([4, 5])}
+    }
+    groups = [np.array([1, 3]), np.array([2, 5])]  # train+val: moved; train+test: fixed
+    out, rep = keep_together(splits, groups, fixed=("test",))
+    np.testing.assert_array_equal(out["fold_0"]["train"], [0, 1, 2, 3])
+    assert out["fold_0"]["val"].size == 0
+    np.testing.assert_array_equal(out["fold_0"]["test"], [4, 5])
+    assert (rep.moved, rep.across_fixed) == (1, 1) and "1 groups span parts" in rep.describe()

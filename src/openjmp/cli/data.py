@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from openjmp.cli.args import non_negative_int, positive_float, positive_int
 from openjmp.errors import DataError
 
 
@@ -64,12 +65,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--format", dest="fmt", help=f"source format, or 'cache' (detected if omitted): {formats}"
     )
     k.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option")
-    k.add_argument("--limit", type=int, default=None, help="print at most this many problems")
+    k.add_argument("--limit", type=non_negative_int, default=None,
+                   help="print at most this many problems")  # fmt: skip
+    k.add_argument("--cutoff", type=positive_float, default=None,
+                   help="graph cutoff (Å) of the graph checks (default: the dataset's JMP "
+                   "setting, 12 Å for your own data)")  # fmt: skip
+    k.add_argument("--max-edges", type=positive_int, default=None,
+                   help="edge limit of the graph-size check (default: $OPENJMP_MAX_EDGES or "
+                   "3,000,000)")  # fmt: skip
     k.set_defaults(func=run_check)
 
     d = dsub.add_parser("make-demo", help="write the embedded demo corpus (native formats)")
     d.add_argument("out", type=Path)
-    d.add_argument("--scale", type=float, default=1.0, help="corpus size factor (0.1 for CI)")
+    d.add_argument("--scale", type=positive_float, default=1.0,
+                   help="corpus size factor (0.1 for CI)")  # fmt: skip
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=run_make_demo)
 
@@ -94,6 +103,11 @@ def run_convert(args: argparse.Namespace) -> int:
     print(
         f"wrote {len(store)} records ({m['n_atoms']} atoms) of {m.get('dataset')} to {store.path}"
     )
+    dups = m["metadata"].get("duplicates", {})
+    if dups.get("groups"):
+        from openjmp.data.duplicates import DuplicateReport
+
+        print(f"duplicates: {DuplicateReport(**dups).describe()}")
     skipped = m["metadata"].get("skipped", [])
     if skipped:
         print(f"left out {len(skipped)} invalid records (listed in manifest.json):")
@@ -105,7 +119,8 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from openjmp.data.check import check_path
 
-    report = check_path(args.path, args.fmt, **_pairs(args.option, "--option"))
+    report = check_path(args.path, args.fmt, cutoff=args.cutoff, max_edges=args.max_edges,
+                        **_pairs(args.option, "--option"))  # fmt: skip
     print(report.format(limit=args.limit))
     return 0 if report.ok else 1
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openjmp.cli.args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
                    help="data part to evaluate (default: test)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="output directory")
-    p.add_argument("--batch-size", type=int, default=None, help="evaluation batch size")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
     p.add_argument("--no-plots", action="store_true", help="skip the parity plots")
     p.set_defaults(func=run)
 

@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from openjmp.cli.args import positive_int
+
 ASE_OUTPUTS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj", ".db": "db", ".json": "json"}
 """Suffix -> ASE format for the structures-with-results outputs (besides .npz)."""
 
@@ -60,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="use the raw weights instead of the EMA")  # fmt: skip
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--max-atoms-per-batch", type=int, default=2000)
+    p.add_argument("--max-atoms-per-batch", type=positive_int, default=2000)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

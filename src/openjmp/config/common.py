@@ -116,6 +116,9 @@ class GraphConfig(Strict):
     atom_count_caps: bool = False
     """MatBench/QMOF rule: k = 10 above 200 atoms, k = 5 above 300 atoms."""
     qint_tags: list[int] = [1, 2]
+    max_edges: PositiveInt | None = None
+    """Refuse a structure whose graph would have more neighbour pairs than this (estimated
+    before building it); null: $OPENJMP_MAX_EDGES, else 3 million (openjmp.graph.size)."""
 
     @model_validator(mode="after")
     def _dummy_cell_only_without_pbc(self) -> GraphConfig:
@@ -135,6 +138,7 @@ class GraphConfig(Strict):
             dummy_cell=self.dummy_cell,
             qint_tags=tuple(self.qint_tags),
             atom_count_caps=self.atom_count_caps,
+            max_edges=self.max_edges,
         )
         return spec if natoms is None else spec.for_natoms(natoms)
 

@@ -1,7 +1,9 @@
 """``openjmp data convert``: any supported source -> record cache + splits + statistics.
 
 The records are streamed into a temporary directory beside ``dest``; the split set
-(``splits.npz``, :mod:`openjmp.data.splits`) and the statistics of each split's training part
+(``splits.npz``, :mod:`openjmp.data.splits`, with identical structures kept in one part:
+:mod:`openjmp.data.duplicates`; counts in the manifest's ``metadata.duplicates``) and the
+statistics of each split's training part
 (``statistics.json``, :mod:`openjmp.data.statistics`) are written into it; only then is it
 renamed to ``dest``. A kill at any point leaves either no cache or the complete one.
 """
@@ -17,9 +19,11 @@ import numpy as np
 
 from openjmp.data.cache import RecordStore
 from openjmp.data.cache_writer import StoreWriter, atomic_write_bytes
-from openjmp.data.splits import make_splits, save_splits
+from openjmp.data.duplicates import duplicate_groups, keep_together, structure_key
+from openjmp.data.splits import fixed_parts, make_splits, save_splits
 from openjmp.data.statistics import compute_statistics
 from openjmp.errors import DataError
+from openjmp.io.paths import check_writable_dir
 
 __all__ = ["convert", "infer_dataset"]
 
@@ -60,13 +64,16 @@ def convert(
     from openjmp.io import detect_format, read_records
 
     src = Path(src)
+    check_writable_dir(Path(dest).parent, "directory of the cache")
     fmt = fmt or detect_format(src)
     skipped: list[DataError] = []
     on_error = skipped.append if skip_invalid else None
     records = read_records(src, fmt, on_error=on_error, **(reader_options or {}))
+    keys: list[bytes] = []
     with StoreWriter(dest, precision=precision, overwrite=overwrite) as writer:
         for k, rec in enumerate(records, 1):
             writer.add(rec)
+            keys.append(structure_key(rec))
             if progress is not None and k % 10_000 == 0:
                 progress(k)
         if writer.n == 0:
@@ -88,6 +95,9 @@ def convert(
                                  labels=_labels(store), **(split_options or {}))  # fmt: skip
         except DataError as err:
             raise DataError(err.source or src, err.index, err.problem) from None
+        splits, dups = keep_together(
+            splits, duplicate_groups(keys), fixed=fixed_parts(name, split_options or {})
+        )
         save_splits(writer.tmp / "splits.npz", splits)
         stats = {"dataset": name, "seed": seed, "splits": {}}
         for split, parts in splits.items():
@@ -100,7 +110,8 @@ def convert(
                 **compute_statistics(store, indices=train),
             }
         atomic_write_bytes(writer.tmp / "statistics.json", json.dumps(stats, indent=1).encode())
-        manifest = dict(store.manifest, dataset=name)
+        metadata = dict(store.manifest["metadata"], duplicates=dups.__dict__)
+        manifest = dict(store.manifest, dataset=name, metadata=metadata)
         atomic_write_bytes(writer.tmp / "manifest.json", json.dumps(manifest, indent=1).encode())
         writer.commit()
     return RecordStore(dest)

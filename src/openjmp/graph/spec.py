@@ -53,6 +53,9 @@ class GraphSpec:
         atom_count_caps: the MatBench/QMOF rule (`atom_count_base`): structures of more than
             200 (300) atoms get the caps of base k = 10 (5) when those are smaller; applied by
             `for_natoms`.
+        max_edges: refuse a structure whose estimated neighbour pairs exceed this
+            (:mod:`openjmp.graph.size`); None: the process default (``$OPENJMP_MAX_EDGES`` or
+            3 million). A resource limit, not a property of the graph: not saved with models.
     """
 
     cutoff: float
@@ -61,6 +64,7 @@ class GraphSpec:
     dummy_cell: bool = False
     qint_tags: tuple[int, ...] = (1, 2)
     atom_count_caps: bool = False
+    max_edges: int | None = None
 
     def __post_init__(self) -> None:
         if not self.cutoff > 0:
@@ -79,6 +83,8 @@ class GraphSpec:
             )
         if self.dummy_cell and self.pbc:
             raise ConfigError("GraphSpec: dummy_cell is only for non-periodic graphs (pbc=False)")
+        if self.max_edges is not None and int(self.max_edges) < 1:
+            raise ConfigError(f"GraphSpec.max_edges must be >= 1, got {self.max_edges}")
         object.__setattr__(self, "max_neighbors", mn)
         object.__setattr__(self, "qint_tags", tuple(int(t) for t in self.qint_tags))
 

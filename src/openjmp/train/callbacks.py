@@ -15,12 +15,19 @@
   or epoch, written inside the training loop (after the EMA update) where Lightning's resume
   bookkeeping expects it; so a killed run resumes, and a finished one continues exactly.
 * `lr_monitor`: the learning rate in the logs, per optimizer step.
+* `ElapsedTime`: the run's wall time over all its launches, stored in every checkpoint, so a
+  resumed run reports its whole time (`elapsed_time`).
+
+Checkpoints are saved with ``weights_only=False`` said explicitly (what Lightning defaults to,
+with an info message at every save) and loaded by `AtomicCheckpointIO` through openjmp's
+allow-listed unpickler (`openjmp.model.safe_pickle.safe_torch_load`): a checkpoint never runs
+code when it is read, whatever torch's own ``weights_only`` default.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from openjmp.io.paths import clean_stale_temporaries, temporary_path
 
 LAST = "last"
 
@@ -97,7 +106,7 @@ class LastCheckpoint(Callback):
         self._saved_step = -1
 
     def _save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
@@ -125,7 +134,9 @@ def lr_monitor() -> LearningRateMonitor:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`TorchCheckpointIO` that writes through a temporary file + `os.replace` (module doc)."""
+    """`TorchCheckpointIO` that writes through a temporary file + `os.replace` and reads with
+    openjmp's allow-listed unpickler (module doc). Temporary files of killed runs are removed at
+    the next save of the same checkpoint."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -134,9 +145,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        clean_stale_temporaries(path)
+        tmp = temporary_path(path)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 torch.save(checkpoint, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -144,3 +156,48 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        from openjmp.errors import CheckpointError
+        from openjmp.model.safe_pickle import safe_torch_load
+
+        try:
+            return safe_torch_load(
+                path, map_location="cpu" if map_location is None else map_location
+            )
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: checkpoint not found") from None
+        except Exception as exc:  # noqa: BLE001 - unpickling, zip and EOF errors on a bad file
+            raise CheckpointError(f"{path}: cannot load the checkpoint ({exc})") from None
+
+
+class ElapsedTime(Callback):
+    """Wall time of a run over all its launches (module doc).
+
+    ``started``: when this launch began (``time.perf_counter()``, default: now). The total at
+    each checkpoint save is stored in it; a resumed launch adds its own time to that.
+    """
+
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
+        self.before = 0.0  # seconds of earlier launches, up to their last checkpoint
+
+    def total(self) -> float:
+        """Seconds of the whole run so far."""
+        return self.before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.total()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict.get("elapsed", 0.0))
+
+
+def elapsed_time(trainer: pl.Trainer, started: float) -> float:
+    """The run's whole wall time: the trainer's `ElapsedTime`, or the time since ``started``."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, ElapsedTime):
+            return cb.total()
+    return time.perf_counter() - started

@@ -44,6 +44,7 @@ from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_stats import resolve_statistics
+from openjmp.train.callbacks import elapsed_time
 from openjmp.train.finetune_callbacks import FinetuneEMA, SaveLast, early_stopping, stop_reason
 from openjmp.train.finetune_data import (
     FinetuneDataModule,
@@ -81,7 +82,8 @@ class FinetuneResult:
         metrics: part ("train", "val", "test") -> metric name -> value, for the best weights.
         test_predictions / test_targets: output name -> array ((B,) per structure, (N, 3)
             forces in eV/Å, (B, C) class logits / (B,) labels), for the best weights.
-        wall_time: seconds spent in this call; steps: optimizer steps done in total.
+        wall_time: seconds of the whole run (earlier launches of a resumed run included);
+            steps: optimizer steps done in total.
         stop_reason: early_stopping, non_finite_metric, min_lr, max_steps, max_time or
             max_epochs.
     """
@@ -310,6 +312,7 @@ def run_finetune(
         ],
         logger=logger,
         inference_mode=not config.gradient_forces,  # gradient forces need autograd in validation
+        started=t0,
     )
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
     reason = stop_reason(trainer, task)
@@ -332,7 +335,7 @@ def run_finetune(
         metrics[part], preds, labels = predict_dataset(final, ds, bs, device=device)
         if part == "test":
             test_preds, test_labels = preds, labels
-    wall = time.perf_counter() - t0
+    wall = elapsed_time(trainer, t0)  # the whole run, earlier launches of a resume included
     monitor, mode = config.monitor.metric, config.monitor.mode
     # the best checkpoint's own history ends with the validation that made it the best
     best_score = final.history[-1][1] if best is not None and final.history else None

@@ -37,6 +37,7 @@ from openjmp.tasks.pretrain import (
     PretrainTask,
     disable_dropout_boost,
 )
+from openjmp.train.callbacks import elapsed_time
 from openjmp.train.datamodule import DatasetSpec, MultiDatasetDataModule, SamplingSpec
 from openjmp.train.trainer import build_trainer, model_dtype
 
@@ -53,7 +54,8 @@ class PretrainResult:
         val_history: (optimizer step, {dataset: {energy_mae eV, force_mae eV/Å, loss}}) per
             validation, the first at step 0 (before training).
         train_history: (optimizer step, training loss) per step.
-        wall_time: seconds spent in this call.
+        wall_time: seconds of the whole run, every launch of a resumed run included (each
+            launch's time up to its last checkpoint, then this call's).
         structures_seen: training structures drawn, summed over ranks.
         steps: optimizer steps done.
     """
@@ -183,6 +185,7 @@ def run_pretrain(
         checkpoint_every_n_steps=checkpoint_every_n_steps,
         callbacks=callbacks,
         logger=logger,
+        started=t0,
     )
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
     if task.val_history and task.val_history[-1][0] != trainer.global_step:
@@ -199,7 +202,7 @@ def run_pretrain(
         last_checkpoint=last,
         val_history=list(task.val_history),
         train_history=list(task.train_history),
-        wall_time=time.perf_counter() - t0,
+        wall_time=elapsed_time(trainer, t0),
         structures_seen=int(task.structures_seen),
         steps=int(trainer.global_step),
     )

@@ -1,4 +1,5 @@
-"""Argument types shared by the subcommands: sizes and counts that must be positive.
+"""Argument types shared by the subcommands: sizes and counts that must be positive, and the
+structure files that ``predict`` and ``validate`` read (`read_structures`).
 
 ``type=positive_int`` makes argparse reject ``--max-atoms-per-batch 0`` (or ``-3``, or ``abc``)
 with a usage error naming the option, before any work starts, instead of a run that silently
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def _int_at_least(lowest: int, what: str) -> Callable[[str], int]:
@@ -41,3 +44,22 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def read_structures(path: Path) -> list[Any]:
+    """Every frame of an ASE-readable file, or a `DataError` naming the file (missing,
+    unreadable, or without structures) instead of one of ASE's many exceptions."""
+    import ase.io
+
+    from openjmp.errors import DataError
+
+    try:
+        frames = ase.io.read(str(path), index=":")
+    except FileNotFoundError:
+        raise DataError(path, None, "file not found") from None
+    except Exception as exc:  # noqa: BLE001 - ASE raises many types for unreadable files
+        raise DataError(path, None, f"ASE cannot read it: {exc}") from None
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise DataError(path, None, "no structures in the file")
+    return frames

@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from openjmp.cli.args import positive_int
+from openjmp.cli.args import positive_int, read_structures
 
 ASE_OUTPUTS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj", ".db": "db", ".json": "json"}
 """Suffix -> ASE format for the structures-with-results outputs (besides .npz)."""
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from openjmp.api import Predictor, load_model
-    from openjmp.errors import ConfigError, DataError
+    from openjmp.errors import ConfigError
 
     out: Path = args.output
     fmt = _check_output(out)
@@ -129,16 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not task or not file:
             raise ConfigError(f"--references {item!r}: write TASK=FILE, e.g. oc20=oc20_linref.npz")
         references[task] = Path(file)
-    try:
-        frames = ase.io.read(str(args.structures), index=":")
-    except FileNotFoundError:
-        raise DataError(args.structures, None, "file not found") from None
-    except Exception as exc:  # noqa: BLE001 - ASE raises many types for unreadable files
-        raise DataError(args.structures, None, f"ASE cannot read it: {exc}") from None
-    if not isinstance(frames, list):
-        frames = [frames]
-    if not frames:
-        raise DataError(args.structures, None, "no structures in the file")
+    frames = read_structures(args.structures)
     model = load_model(
         args.checkpoint,
         ema=not args.raw,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openjmp.cli.args import positive_int, read_structures
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="physics checks of a trained model (forces, stress, NVE, EOS, dimers)",
@@ -26,29 +28,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", default=None, help="energy head or task name")
     p.add_argument("--graph", default=None, help="graph setting name (default: the head's own)")
     p.add_argument("--forces", choices=["auto", "direct", "gradient"], default="auto")
-    p.add_argument("--nve-steps", type=int, default=200, help="velocity Verlet steps of 0.5 fs")
-    p.add_argument("--max-pairs", type=int, default=6, help="dimer curves (element pairs) at most")
+    p.add_argument(
+        "--nve-steps", type=positive_int, default=200, help="velocity Verlet steps of 0.5 fs"
+    )
+    p.add_argument(
+        "--max-pairs", type=positive_int, default=6, help="dimer curves (element pairs) at most"
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a check warns")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import ase.io
-
     from openjmp.api import load_model
-    from openjmp.errors import ConfigError, DataError
     from openjmp.potential_check import run_checks
 
-    if args.nve_steps < 1 or args.max_pairs < 1:
-        raise ConfigError("--nve-steps and --max-pairs must be >= 1")
-    structures = None
-    if args.structures is not None:
-        try:
-            structures = ase.io.read(str(args.structures), index=":")
-        except FileNotFoundError:
-            raise DataError(args.structures, None, "file not found") from None
-        except Exception as exc:  # noqa: BLE001 - ASE raises many types for unreadable files
-            raise DataError(args.structures, None, f"ASE cannot read it: {exc}") from None
+    structures = None if args.structures is None else read_structures(args.structures)
     model = load_model(args.model)
     out = args.out or Path(f"validate-{args.model.stem}")
     checks = run_checks(

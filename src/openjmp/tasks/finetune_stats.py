@@ -159,19 +159,25 @@ def _energy_stats(
             out["mean"], out["std"] = float(norm.mean), float(norm.std)  # type: ignore[arg-type]
     f_std = head.force_normalization.std
     if f_std is None:
-        sq, n = 0.0, 0
-        for r in records:
-            if r.forces is None:
-                raise DataError(r.source, r.index, f"{what} needs forces, the structure has none")
-            sq += float(np.square(r.forces).sum())
-            n += r.forces.size
-        f_std = float(np.sqrt(sq / n)) if n else 0.0
-        if not f_std > 0:
-            raise ConfigError(
-                f"{what}: the training forces are all zero; set force_normalization.std"
-            )
+        f_std = _component_rms(records, "forces", what, "set force_normalization.std")
     out["force_std"] = float(f_std)
     return out
+
+
+def _component_rms(records: Sequence[AtomsRecord], label: str, what: str, fix: str) -> float:
+    """RMS component of every record's ``label`` array (forces eV/Å, stress eV/Å³): the
+    normalisation of that label's loss. Every record must carry it; all zero is an error."""
+    sq, n = 0.0, 0
+    for r in records:
+        values = getattr(r, label)
+        if values is None:
+            raise DataError(r.source, r.index, f"{what} trains on {label}, the structure has none")
+        sq += float(np.square(values).sum())
+        n += values.size
+    rms = float(np.sqrt(sq / n)) if n else 0.0
+    if not rms > 0:
+        raise ConfigError(f"{what}: the training {label} are all zero; {fix}")
+    return rms
 
 
 def _scalar_stats(
@@ -198,20 +204,6 @@ def _scalar_stats(
     return out
 
 
-def _stress_std(records: Sequence[AtomsRecord], what: str) -> float:
-    """RMS stress component (eV/Å³) of the training records, which must all carry stress."""
-    sq, n = 0.0, 0
-    for r in records:
-        if r.stress is None:
-            raise DataError(r.source, r.index, f"{what} trains on stress, the structure has none")
-        sq += float(np.square(r.stress).sum())
-        n += r.stress.size
-    std = float(np.sqrt(sq / n)) if n else 0.0
-    if not std > 0:
-        raise ConfigError(f"{what}: the training stresses are all zero; set stress_coefficient: 0")
-    return std
-
-
 def resolve_statistics(
     heads: Sequence[HeadConfig], train: Sequence[AtomsRecord], *, fmt: str | None = None
 ) -> Stats:
@@ -231,7 +223,9 @@ def resolve_statistics(
         if isinstance(head, EnergyForcesHead | ForcesHead):
             out[name] = _energy_stats(head, train, counts)
             if isinstance(head, EnergyForcesHead) and head.stress_coefficient > 0:
-                out[name]["stress_std"] = _stress_std(train, f"head {head.kind}")
+                out[name]["stress_std"] = _component_rms(
+                    train, "stress", f"head {head.kind}", "set stress_coefficient: 0"
+                )
         elif isinstance(head, ScalarHead | SpatialExtentHead):
             out[name] = _scalar_stats(head, train, counts)
             out[name]["unit"] = target_unit(fmt, head.target, dataset)

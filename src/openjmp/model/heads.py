@@ -167,16 +167,3 @@ class GradientForceHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"energy={self.energy!r}"
-
-
-def gradient_forces(
-    energy: Tensor, pos: Tensor, *, create_graph: bool, retain_graph: bool | None = None
-) -> Tensor:
-    """-dE/dpos for per-structure energies (B,) and positions (N, 3) -> (N, 3).
-
-    With ``create_graph`` the forces stay differentiable (training on forces).
-    """
-    (grad,) = torch.autograd.grad(
-        energy.sum(), pos, create_graph=create_graph, retain_graph=retain_graph
-    )
-    return -grad

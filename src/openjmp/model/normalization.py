@@ -11,7 +11,9 @@ Use::
     refs = ElementReferences(coeff)                 # (K,), indexed by Z, eV per atom
     norm = Normalizer(mean=0.0, std=24.9)           # eV
     y = norm.normalize(refs.subtract(energy, batch.atomic_numbers, batch.batch))
-    energy_pred = refs.add(norm.denormalize(y_pred), batch.atomic_numbers, batch.batch)
+
+Turning a prediction back into eV is the model's job (`openjmp.model.outputs.OutputTransform`,
+built from these numbers and saved with every head).
 
 The buffers are float64 so that large total energies (−10⁵ eV for MD22) keep their digits;
 every method returns the dtype of its input.
@@ -90,11 +92,6 @@ class ElementReferences(nn.Module):
         """(B,) energy − Σ ref, in ``energy``'s dtype (eV)."""
         ref = self.per_structure(atomic_numbers, batch, energy.shape[0])
         return (energy.to(torch.float64) - ref).to(energy.dtype)
-
-    def add(self, energy: Tensor, atomic_numbers: Tensor, batch: Tensor) -> Tensor:
-        """(B,) energy + Σ ref, in ``energy``'s dtype (eV): undoes `subtract`."""
-        ref = self.per_structure(atomic_numbers, batch, energy.shape[0])
-        return (energy.to(torch.float64) + ref).to(energy.dtype)
 
     def extra_repr(self) -> str:
         return f"num_elements={self.num_elements}"

@@ -201,16 +201,6 @@ class OutputTransform:
             value = value + (per_structure if value.ndim == 1 else per_structure[:, None])
         return value
 
-    def normalize(self, value: Tensor, atomic_numbers: Tensor, batch: Tensor) -> Tensor:
-        """The inverse of `apply` for per-structure values (labels -> training targets)."""
-        scale, shift, refs = self._tensors(value.device)
-        v = value.to(torch.float64)
-        if refs is not None:
-            per_structure = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
-            per_structure.index_add_(0, batch, refs[atomic_numbers.long()])
-            v = v - (per_structure if v.ndim == 1 else per_structure[:, None])
-        return (v - shift) / scale
-
 
 def voigt(stress: Tensor) -> Tensor:
     """(..., 3, 3) -> (..., 6) in Voigt order xx, yy, zz, yz, xz, xy (ASE's, the records')."""

@@ -1,7 +1,7 @@
 """``openjmp finetune CONFIG [--set key=value ...] [--out DIR] [--resume] [--frozen ridge|mlp]``.
 
 CONFIG is a YAML file (may start with ``extends: <preset>``) or a preset name: every benchmark
-of the paper (``rmd17-aspirin``, ``qm9-U_0``, ``md22-DHA``, ``spice-dipeptides``,
+of the paper (``rmd17-aspirin``, ``qm9-u_0``, ``md22-dha``, ``spice-dipeptides``,
 ``matbench-mp_gap-fold3``, ``qmof``; ``jmp-s-<name>`` for the JMP-S recipe) and your own data
 (``user-energy-forces``, ``user-property``). ``--set`` overrides any field by dotted path, e.g.
 ``--set model.checkpoint=jmp-l.pt --set data.train.path=rmd17_aspirin.npz``;
@@ -21,11 +21,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+HELP_PRESETS = ("rmd17-aspirin", "qm9-u_0", "md22-dha", "spice-dipeptides",
+                "matbench-mp_gap-fold3", "qmof", "user-energy-forces", "user-property")  # fmt: skip
+"""Preset names shown in ``--help``, spelled as `openjmp.config.presets.preset_names` lists them."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a pre-trained (or fresh) model (the JMP recipe)")
     p.add_argument(
-        "config", help="YAML file or preset name (rmd17-aspirin, qm9-U_0, user-property, ...)"
+        "config",
+        help=f"YAML file or preset name: {', '.join(HELP_PRESETS)}, ... (jmp-s-<name> for the "
+        "JMP-S recipe; names are case-insensitive)",
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field by dotted path (repeatable)")  # fmt: skip
@@ -37,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="start the energy/scalar head from this head of model.checkpoint (an openjmp "
                    "run: a pre-training dataset name or a fine-tuned head name) and fit the "
                    "per-element references to its residual")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (also off when the environment sets CI)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -48,6 +55,9 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openjmp import progress
+
+    progress.set_enabled(not args.no_progress)
     from openjmp.config.finetune import FinetuneConfig
     from openjmp.config.load import load_config
 

@@ -34,3 +34,21 @@ def test_switch_and_ci(monkeypatch) -> None:
         assert not progress.enabled() and progress.bar(items, "x") is items
     monkeypatch.setenv("CI", "1")
     assert not progress.enabled() and progress.bar(items, "x") is items
+
+
+def test_evaluation_batches_show_progress(monkeypatch, capsys) -> None:
+    from ase.build import molecule
+
+    from openjmp.config.common import GraphConfig
+    from openjmp.records import AtomsRecord
+    from openjmp.train.finetune_data import iterate_batches
+    from openjmp.train.graph_dataset import GraphDataset
+
+    monkeypatch.delenv("CI", raising=False)
+    recs = [AtomsRecord.from_ase(molecule("CH3CH2OH")) for _ in range(5)]
+    ds = GraphDataset(recs, GraphConfig(cutoff=6.0), "mols")
+    assert len(list(iterate_batches(ds, 2))) == 3
+    assert "evaluating" in capsys.readouterr().err
+    with progress.enabled_as(False):
+        assert len(list(iterate_batches(ds, 2))) == 3
+    assert "evaluating" not in capsys.readouterr().err

@@ -68,3 +68,23 @@ def test_finetune_help_spells_presets_as_they_resolve(capsys) -> None:
         main(["finetune", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(name in text for name in HELP_PRESETS)
+
+
+@pytest.mark.parametrize(
+    "preset,key,unit",
+    [
+        ("rmd17-aspirin", "energy_mae", "eV"),
+        ("rmd17-aspirin", "forces_mae", "eV/Å"),
+        ("qm9-u_0", "U_0_mae", "eV"),
+        ("qm9-mu", "mu_mae", "D"),
+        ("matbench-mp_e_form-fold0", "y_mae", "eV/atom"),
+        ("qmof", "y_mae", "eV"),
+        ("matbench-mp_is_metal-fold0", "y_balanced_accuracy", ""),
+        ("user-property", "y_mae", None),
+    ],
+)
+def test_finetune_summary_units(preset, key, unit) -> None:
+    """The fine-tune summary gives each metric's unit (the data's: eV, not the paper's meV)."""
+    from openjmp.cli.finetune import metric_unit
+
+    assert metric_unit(load_config(preset, "finetune"), key) == unit

@@ -48,10 +48,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+def metric_unit(config: object, key: str) -> str | None:
+    """The physical unit of a fine-tuning metric (``energy_mae`` -> eV, ``forces_mae`` -> eV/Å,
+    a QM9 / MatBench / QMOF target's unit); "" for unitless scores, None when the data's unit
+    is not known (your own targets: the unit of your labels)."""
+    from openjmp.evaluate import paper_unit
+
+    for suffix in ("_mae", "_rmse"):
+        if key.endswith(suffix):
+            factor, unit = paper_unit(config, key[: -len(suffix)])  # type: ignore[arg-type]
+            if factor == 1000.0 and unit.startswith("m"):
+                return unit[1:]  # the paper's meV... is eV... in the data
+            return unit if factor == 1.0 and unit else None
+    return ""
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]], config: object) -> None:
     for part, values in metrics.items():
-        shown = ", ".join(f"{k} {v:.5g}" for k, v in values.items() if not k.endswith("_rmse"))
-        print(f"  {part:<6}{shown}")
+        shown = []
+        for k, v in values.items():
+            if k.endswith("_rmse"):
+                continue
+            unit = metric_unit(config, k)
+            shown.append(
+                f"{k} {v:.5g}" + ("" if unit == "" else f" {unit or '(unit of the labels)'}")
+            )
+        print(f"  {part:<6}{', '.join(shown)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
         result = run_finetune(config, out_dir=out, resume=args.resume, progress=not args.no_progress,
                               residual_references=args.residual_references)  # fmt: skip
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.6g}"
+    unit = metric_unit(config, result.monitor)
+    if result.best_metric is not None and unit:
+        best += f" {unit}"
     print(f"{config.name}: best val {result.monitor} {best} ({result.steps} steps, "
           f"{result.wall_time:.0f} s, stopped by {result.stop_reason})")  # fmt: skip
-    _print_metrics(result.metrics)
+    _print_metrics(result.metrics, config)
     print(f"best weights: {result.best_checkpoint}")
     return 0

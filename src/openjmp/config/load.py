@@ -4,9 +4,10 @@
     cfg = load_config("my_run.yaml", "pretrain")
 
 A file may start from a preset with ``extends: <preset name>`` (mappings merge, other values
-replace). An override of ``trainer.max_steps`` also sets ``schedule.max_steps`` (and the other
-way round) when the schedule counts steps and the override does not set both. Override keys are dotted field paths (list entries by number: ``heads.0.pooling``);
+replace). Override keys are dotted field paths (list entries by number: ``heads.0.pooling``);
 values are YAML scalars or flow collections (``1e-4``, ``true``, ``null``, ``[0.9, 0.95]``).
+An override of ``trainer.max_steps`` also sets ``schedule.max_steps`` (and the other way
+round) when the schedule counts steps and the overrides do not set both.
 YAML is read with YAML 1.2 scalars (``1e-4`` is a float, ``no`` is a string) and duplicate
 keys are an error. Every failure is a `ConfigError` naming the file (or preset) and the field
 path, and the ``--set`` that caused it.

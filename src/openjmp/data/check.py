@@ -9,9 +9,10 @@ or ``cutoff``): a graph estimated above the edge limit (atoms crowded into too s
 :mod:`openjmp.graph.size`), a structure without any pair of atoms within the cutoff (a lone
 atom: training stops on it), one without any atom that has two neighbours (a diatomic: no
 triplets, and a batch holding only such structures fails), and isolated atoms (no neighbour
-within the cutoff: a warning, they get no messages and their forces are always 0). Across records: labels that some records have and others lack, duplicated
-structures, forces whose typical size is implausible for eV/Å, and forces inconsistent with
-the energy differences along trajectories (consecutive frames of one system: ΔE should equal
+within the cutoff: a warning, they get no messages and their forces are always 0). Across
+records: labels that some records have and others lack, duplicated structures, forces whose
+typical size is implausible for eV/Å, and forces inconsistent with the energy differences
+along trajectories (consecutive frames of one system: ΔE should equal
 −½(F₁+F₂)·Δx; the fitted ratio exposes a flipped gradient sign or mismatched units).
 
 Errors make the check fail (non-zero exit); warnings (duplicates, single large forces, isolated

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from ase.data import chemical_symbols
 
-from openjmp.data.duplicates import structure_key
+from openjmp.data.duplicates import duplicate_groups, keep_together, structure_key
 from openjmp.errors import DataError
 from openjmp.graph.size import check_graph_size, neighbour_counts
 from openjmp.graph.spec import GRAPH_SETTINGS
@@ -382,13 +382,13 @@ def check_path(
 ) -> CheckReport:
     """Check a source file/directory in any supported format, or a record cache.
 
-    For a cache, the saved splits are summarised; for a source of a known dataset, the split
-    ``openjmp data convert`` would make. ``cutoff`` / ``max_edges``: as `check_records`; other
+    For a cache, the saved splits are summarised; for a source, the split ``openjmp data
+    convert`` would make (identical structures kept in one part). ``cutoff`` / ``max_edges``: as `check_records`; other
     options go to the reader. A problem that stops the reader (a corrupt or empty file) is
     reported in the returned report, after everything read before it.
     """
     from openjmp.data.cache import RecordStore
-    from openjmp.data.splits import load_splits, make_splits
+    from openjmp.data.splits import fixed_parts, load_splits, make_splits
 
     path = Path(path)
     graph = {"cutoff": cutoff, "max_edges": max_edges}
@@ -403,12 +403,14 @@ def check_path(
 
     problems: list[DataError] = []
     captured: list[tuple[Any, int, str, Any]] = []
+    keys: list[bytes] = []
     stopped: list[DataError] = []
 
     def watched() -> Iterable[AtomsRecord]:
         try:
             for r in read_records(path, fmt, validate=False, on_error=problems.append, **options):
                 captured.append((r.index, r.natoms, r.dataset, _label(r)))
+                keys.append(structure_key(r))
                 yield r
         except DataError as err:  # the reader cannot go on: report it after the rest
             stopped.append(err)
@@ -427,6 +429,8 @@ def check_path(
             labels = np.array([c[3] for c in captured]) if ds.startswith("matbench") else None
             splits = make_splits(ds, [c[0] for c in captured], np.array([c[1] for c in captured]),
                                  source=path, labels=labels)  # fmt: skip
+            # as data convert makes it: identical structures kept in one part
+            splits, _ = keep_together(splits, duplicate_groups(keys), fixed=fixed_parts(ds, {}))
             rep.splits = _sizes(splits)
         except DataError as err:
             rep.problems.append(

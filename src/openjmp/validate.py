@@ -66,8 +66,9 @@ def check_values(rec: AtomsRecord, max_z: int = MAX_Z) -> None:
         raise fail("cell contains NaN or inf")
     for name, arr in (("position", rec.positions), ("cell", rec.cell)):
         if arr.size and float(np.abs(arr).max()) > MAX_COORDINATE:
+            biggest = float(np.abs(arr).max())
             raise fail(
-                f"{name} coordinate {float(np.abs(arr).max()):.3g} Å is beyond ±{MAX_COORDINATE:.0e} Å "
+                f"{name} coordinate {biggest:.3g} Å is beyond ±{MAX_COORDINATE:.0e} Å "
                 "(unconverted units or a corrupt value?)"
             )
     if rec.energy is not None and not np.isfinite(rec.energy):

@@ -159,18 +159,30 @@ def test_convert_keeps_identical_structures_in_one_part(tmp_path, capsys) -> Non
     clean = load_splits(tmp_path / "c1" / "splits.npz")["default"]
     for part, idx in fraction_split(30, seed=42).items():
         np.testing.assert_array_equal(clean[part], idx)
-    # copies of frames 3 (x2) and 7 appended at the end: 33 records
-    dup = frames + [frames[3], frames[3], frames[7]]
+    # copies of frame 10 (x2) and 3 appended at the end: 33 records. The seeded split of 33
+    # records puts 10 in test, 30 and 31 in train, 3 in train and 32 in val: both groups span parts
+    dup = frames + [frames[10], frames[10], frames[3]]
     ase.io.write(tmp_path / "dup.extxyz", dup)
     assert main(["data", "convert", str(tmp_path / "dup.extxyz"), str(tmp_path / "c2")]) == 0
     out = capsys.readouterr().out
     assert "duplicates: 5 records are copies in 2 groups of identical structures" in out
+    assert {p: len(i) for p, i in fraction_split(33, seed=42).items()} == {
+        "train": 26,
+        "val": 4,
+        "test": 3,
+    }
     parts = load_splits(tmp_path / "c2" / "splits.npz")["default"]
     where = {int(i): p for p, idx in parts.items() for i in idx}
     assert sorted(where) == list(range(33))  # every record in exactly one part
-    assert where[3] == where[30] == where[31] and where[7] == where[32]
+    assert where[10] == where[30] == where[31] == "test" and where[3] == where[32] == "train"
+    assert "3 moved so that each group lies in one part" in out
     meta = RecordStore(tmp_path / "c2").manifest["metadata"]["duplicates"]
     assert meta["groups"] == 2 and meta["records"] == 5
+    # data check previews the same split
+    from openjmp.data.check import check_path
+
+    sizes = {p: len(idx) for p, idx in parts.items()}
+    assert check_path(tmp_path / "dup.extxyz").splits == {"default": sizes}
 
 
 def test_keep_together_leaves_fixed_parts_alone() -> None:

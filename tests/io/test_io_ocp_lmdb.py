@@ -182,6 +182,15 @@ def test_counts_and_corruption_are_named(tmp_path, frames) -> None:
     f.write_bytes(f.read_bytes()[: 3 * 4096])
     with pytest.raises(DataError, match="data.0000.lmdb: LMDB file is truncated"):
         list(read_records(f))
+    # a damaged node in a tree page (found by the fuzzer: LMDB's lookup crashed with SIGSEGV)
+    f = write_lmdb(tmp_path / "n" / "data.0000.lmdb", [good] * 3)
+    raw = bytearray(f.read_bytes())
+    root = int.from_bytes(raw[4096 + 128 : 4096 + 136], "little")  # meta page 1: main root
+    node = int.from_bytes(raw[root * 4096 + 18 : root * 4096 + 20], "little")  # second node
+    raw[root * 4096 + node + 2 : root * 4096 + node + 4] = (0x4000).to_bytes(2, "little")
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=rf"corrupt LMDB file: page {root}, node 1: \d+ bytes in"):
+        list(read_records(f))
 
 
 def test_dataset_from_flag_path_or_option(tmp_path, frames) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="leave out invalid records (each listed in the manifest) instead of stopping")  # fmt: skip
     c.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option")
     c.add_argument("--split-option", action="append", metavar="KEY=VALUE", help="split option")
+    c.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (also off when CI is set)"
+    )
     c.set_defaults(func=run_convert)
 
     k = dsub.add_parser("check", help="summarise a source or cache and list every problem")
@@ -80,6 +82,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--scale", type=positive_float, default=1.0,
                    help="corpus size factor (0.1 for CI)")  # fmt: skip
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (also off when CI is set)"
+    )
     d.set_defaults(func=run_make_demo)
 
 
@@ -97,7 +102,7 @@ def run_convert(args: argparse.Namespace) -> int:
         precision="float32" if args.float32 else "float64",
         overwrite=args.overwrite,
         skip_invalid=args.skip_invalid,
-        progress=lambda k: print(f"  {k} records", file=sys.stderr),
+        progress=not args.no_progress,
     )
     m = store.manifest
     print(
@@ -126,8 +131,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_make_demo(args: argparse.Namespace) -> int:
+    from openjmp import progress
     from openjmp.data.demo import make_demo
 
-    out = make_demo(args.out, scale=args.scale, seed=args.seed, progress=True)
+    show = not args.no_progress and progress.enabled()
+    out = make_demo(args.out, scale=args.scale, seed=args.seed, progress=show)
     print(f"demo corpus written to {out}")
     return 0

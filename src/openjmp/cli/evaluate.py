@@ -32,10 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output directory")
     p.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
     p.add_argument("--no-plots", action="store_true", help="skip the parity plots")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (also off when the environment sets CI)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from openjmp import progress
+
+    progress.set_enabled(not args.no_progress)
     from openjmp.config.finetune import FinetuneConfig
     from openjmp.config.load import load_config
     from openjmp.evaluate import evaluate_checkpoint, format_report

@@ -2,7 +2,11 @@
 
 CONFIG is a YAML file or a preset name (``jmp-s``, ``jmp-l``, ``demo``; see
 ``openjmp/config/presets/pretrain``). ``--set`` overrides any field by its dotted path
-(``--set trainer.max_steps=100``, ``--set datasets.0.train.path=/data/oc20/train``). The run
+(``--set trainer.max_steps=100``, ``--set datasets.0.train.path=/data/oc20/train``);
+``--set data_root=DIR`` moves every relative source path at once (the demo preset reads
+``demo-corpus/``, made by ``openjmp data make-demo demo-corpus``). Setting one of
+``trainer.max_steps`` / ``schedule.max_steps`` sets the other when the schedule counts steps.
+Missing sources are reported before anything starts. The run
 writes into ``--out`` (default: ``<trainer.output_dir>/<name>``); ``--resume`` continues its
 ``checkpoints/last.ckpt``. Prints the validation curve ends and where the model was saved.
 ``--prepare-only`` reads every source into the run's record cache and resolves the
@@ -23,19 +27,50 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="override a config field by dotted path (repeatable)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.ckpt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (also off when the environment sets CI)")  # fmt: skip
     p.add_argument("--prepare-only", action="store_true",
                    help="build the data caches and normalisation, then stop")  # fmt: skip
     p.set_defaults(func=run)
 
 
+def check_sources(config, name: str) -> None:
+    """`ConfigError` naming every source path that does not exist, before any work; for the
+    demo preset, the command that makes its corpus."""
+    from openjmp.errors import ConfigError
+
+    missing = []
+    for i, d in enumerate(config.resolved_datasets()):
+        for part in ("train", "val"):
+            src = getattr(d, part)
+            if src is not None and not Path(src.path).exists():
+                missing.append(f"datasets.{i}.{part}.path: {src.path} not found")
+    if not missing:
+        return
+    root = f"data_root={config.data_root}" if config.data_root is not None else "no data_root"
+    text = f"{name}: {len(missing)} data source(s) missing ({root}):\n  " + "\n  ".join(missing)
+    if str(name).lower() == "demo":
+        corpus = config.data_root or Path("demo-corpus")
+        text += (
+            f"\nMake the demo corpus with:  openjmp data make-demo {corpus}\n"
+            "or point the preset at a copy made elsewhere:  --set data_root=DIR"
+        )
+    else:
+        text += "\nRelative paths are read from data_root (--set data_root=DIR)."
+    raise ConfigError(text)
+
+
 def run(args: argparse.Namespace) -> int:
+    from openjmp import progress
+
+    progress.set_enabled(not args.no_progress)
     from openjmp.config.load import load_config
     from openjmp.config.pretrain import PretrainConfig
     from openjmp.train.pretrain import build_datamodule, run_pretrain
 
     config = load_config(args.config, "pretrain", args.overrides)
     assert isinstance(config, PretrainConfig)
+    check_sources(config, args.config)
     out = args.out if args.out is not None else config.trainer.output_dir / config.name
     if args.prepare_only:
         dm = build_datamodule(config, out)

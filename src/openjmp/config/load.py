@@ -6,6 +6,8 @@
 A file may start from a preset with ``extends: <preset name>`` (mappings merge, other values
 replace). Override keys are dotted field paths (list entries by number: ``heads.0.pooling``);
 values are YAML scalars or flow collections (``1e-4``, ``true``, ``null``, ``[0.9, 0.95]``).
+An override of ``trainer.max_steps`` also sets ``schedule.max_steps`` (and the other way
+round) when the schedule counts steps and the overrides do not set both.
 YAML is read with YAML 1.2 scalars (``1e-4`` is a float, ``no`` is a string) and duplicate
 keys are an error. Every failure is a `ConfigError` naming the file (or preset) and the field
 path, and the ``--set`` that caused it.
@@ -297,11 +299,40 @@ def load_config(
     parsed = [(parse_override(text), text) for text in overrides]
     for (key, value), text in parsed:
         apply_override(data, key, value, text)
+    blame = [(key, text) for (key, _), text in parsed]
+    blame += _follow_max_steps(data, [key for (key, _), _ in parsed], blame)
     cls = CONFIG_CLASSES[kind]
     try:
         return cls.model_validate(data)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise _explain(exc, cls, data, label, [(key, text) for (key, _), text in parsed]) from None
+        raise _explain(exc, cls, data, label, blame) from None
+
+
+_STEPS = {("trainer", "max_steps"): ("schedule", "max_steps"),
+          ("schedule", "max_steps"): ("trainer", "max_steps")}  # fmt: skip
+
+
+def _follow_max_steps(
+    data: dict[str, Any], set_keys: list[Path_], blame: list[tuple[Path_, str]]
+) -> list[tuple[Path_, str]]:
+    """When an override sets ``trainer.max_steps`` or ``schedule.max_steps`` and not the other,
+    the other follows it if the schedule counts steps (a preset's 600-step schedule would
+    otherwise go on under a 100-step run, its learning rate never decaying). Returns the
+    derived keys with the override to name in errors."""
+    derived = []
+    for src, dst in _STEPS.items():
+        if src not in set_keys or dst in set_keys or ("schedule", "max_epochs") in set_keys:
+            continue
+        schedule, trainer = data.get("schedule"), data.get("trainer")
+        if not isinstance(schedule, dict) or not isinstance(trainer, dict):
+            continue
+        if schedule.get("max_steps") is None:  # the schedule counts epochs: nothing to follow
+            continue
+        value = (trainer if src[0] == "trainer" else schedule)[src[1]]
+        (schedule if dst[0] == "schedule" else trainer)[dst[1]] = value
+        text = next(t for k, t in blame if k == src)
+        derived.append((dst, f"{text} ({'.'.join(dst)} follows it)"))
+    return derived
 
 
 def load_pretrain_config(source: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:

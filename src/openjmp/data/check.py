@@ -9,9 +9,10 @@ or ``cutoff``): a graph estimated above the edge limit (atoms crowded into too s
 :mod:`openjmp.graph.size`), a structure without any pair of atoms within the cutoff (a lone
 atom: training stops on it), one without any atom that has two neighbours (a diatomic: no
 triplets, and a batch holding only such structures fails), and isolated atoms (no neighbour
-within the cutoff: a warning, they get no messages and their forces are always 0). Across records: labels that some records have and others lack, duplicated
-structures, forces whose typical size is implausible for eV/Å, and forces inconsistent with
-the energy differences along trajectories (consecutive frames of one system: ΔE should equal
+within the cutoff: a warning, they get no messages and their forces are always 0). Across
+records: labels that some records have and others lack, duplicated structures, forces whose
+typical size is implausible for eV/Å, and forces inconsistent with the energy differences
+along trajectories (consecutive frames of one system: ΔE should equal
 −½(F₁+F₂)·Δx; the fitted ratio exposes a flipped gradient sign or mismatched units).
 
 Errors make the check fail (non-zero exit); warnings (duplicates, single large forces, isolated
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 from ase.data import chemical_symbols
 
-from openjmp.data.duplicates import structure_key
+from openjmp.data.duplicates import duplicate_groups, keep_together, structure_key
 from openjmp.errors import DataError
 from openjmp.graph.size import check_graph_size, neighbour_counts
 from openjmp.graph.spec import GRAPH_SETTINGS
@@ -381,13 +382,13 @@ def check_path(
 ) -> CheckReport:
     """Check a source file/directory in any supported format, or a record cache.
 
-    For a cache, the saved splits are summarised; for a source of a known dataset, the split
-    ``openjmp data convert`` would make. ``cutoff`` / ``max_edges``: as `check_records`; other
+    For a cache, the saved splits are summarised; for a source, the split ``openjmp data
+    convert`` would make (identical structures kept in one part). ``cutoff`` / ``max_edges``: as `check_records`; other
     options go to the reader. A problem that stops the reader (a corrupt or empty file) is
     reported in the returned report, after everything read before it.
     """
     from openjmp.data.cache import RecordStore
-    from openjmp.data.splits import load_splits, make_splits
+    from openjmp.data.splits import fixed_parts, load_splits, make_splits
 
     path = Path(path)
     graph = {"cutoff": cutoff, "max_edges": max_edges}
@@ -402,12 +403,14 @@ def check_path(
 
     problems: list[DataError] = []
     captured: list[tuple[Any, int, str, Any]] = []
+    keys: list[bytes] = []
     stopped: list[DataError] = []
 
     def watched() -> Iterable[AtomsRecord]:
         try:
             for r in read_records(path, fmt, validate=False, on_error=problems.append, **options):
                 captured.append((r.index, r.natoms, r.dataset, _label(r)))
+                keys.append(structure_key(r))
                 yield r
         except DataError as err:  # the reader cannot go on: report it after the rest
             stopped.append(err)
@@ -426,6 +429,8 @@ def check_path(
             labels = np.array([c[3] for c in captured]) if ds.startswith("matbench") else None
             splits = make_splits(ds, [c[0] for c in captured], np.array([c[1] for c in captured]),
                                  source=path, labels=labels)  # fmt: skip
+            # as data convert makes it: identical structures kept in one part
+            splits, _ = keep_together(splits, duplicate_groups(keys), fixed=fixed_parts(ds, {}))
             rep.splits = _sizes(splits)
         except DataError as err:
             rep.problems.append(

@@ -11,7 +11,6 @@ renamed to ``dest``. A kill at any point leaves either no cache or the complete 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,8 @@ from openjmp.data.splits import fixed_parts, make_splits, save_splits
 from openjmp.data.statistics import compute_statistics
 from openjmp.errors import DataError
 from openjmp.io.paths import check_writable_dir
+from openjmp.progress import bar
+from openjmp.progress import enabled_as as progress_on
 
 __all__ = ["convert", "infer_dataset"]
 
@@ -53,13 +54,14 @@ def convert(
     precision: Literal["float64", "float32"] = "float64",
     overwrite: bool = False,
     skip_invalid: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: bool = True,
 ) -> RecordStore:
     """Convert ``src`` into a cache at ``dest``; return the opened `RecordStore`.
 
     ``dataset`` picks the split protocol (default: the name the reader gives the records);
     ``skip_invalid`` leaves out records that fail validation, listing each in the manifest
-    (otherwise the first one stops the conversion with its `DataError`).
+    (otherwise the first one stops the conversion with its `DataError`). ``progress``: a bar
+    over the records read (also off under ``CI``, :mod:`openjmp.progress`).
     """
     from openjmp.io import detect_format, read_records
 
@@ -70,12 +72,13 @@ def convert(
     on_error = skipped.append if skip_invalid else None
     records = read_records(src, fmt, on_error=on_error, **(reader_options or {}))
     keys: list[bytes] = []
-    with StoreWriter(dest, precision=precision, overwrite=overwrite) as writer:
-        for k, rec in enumerate(records, 1):
+    with (
+        StoreWriter(dest, precision=precision, overwrite=overwrite) as writer,
+        progress_on(progress),
+    ):
+        for rec in bar(records, f"converting {src.name}", unit=" records", leave=True):
             writer.add(rec)
             keys.append(structure_key(rec))
-            if progress is not None and k % 10_000 == 0:
-                progress(k)
         if writer.n == 0:
             raise DataError(
                 src,

@@ -65,8 +65,8 @@ class EdgeEstimate:
 
     def describe(self) -> str:
         return (
-            f"about {self.edges:,.0f} edges within the {self.cutoff:g} Å cutoff "
-            f"({self.natoms} atoms in {self.volume:,.0f} Å³, ~{self.per_atom:,.0f} neighbours per atom)"
+            f"about {self.edges:,.0f} edges within the {self.cutoff:g} Å cutoff ({self.natoms} "
+            f"atoms in {self.volume:,.0f} Å³, ~{self.per_atom:,.0f} neighbours per atom)"
         )
 
 

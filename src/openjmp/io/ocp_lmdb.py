@@ -120,7 +120,75 @@ def check_lmdb_file(path: Path) -> int:
         raise DataError(
             path, None, f"corrupt LMDB header: root page {root} past the last page {last}"
         )
+    if root != _INVALID_PAGE:
+        _check_tree(path, psize, root, last)
     return size
+
+
+_P_BRANCH, _P_LEAF, _P_OVERFLOW = 0x01, 0x02, 0x04
+_F_BIGDATA = 0x01
+_HDR = 16  # page header: pgno u64, pad u16, flags u16, lower u16, upper u16 (or pages u32)
+
+
+def _check_tree(path: Path, psize: int, root: int, last: int) -> None:
+    """Walk the main B-tree of an LMDB file and check every page LMDB would follow.
+
+    LMDB's C code trusts the pages: a flipped byte in a node offset, a key size or a child page
+    number makes a lookup read outside the page or the file and kill the process (SIGSEGV,
+    SIGBUS). This checks what a lookup uses, in Python, before LMDB sees the file: each page's
+    own number and type, its key table bounds, every node inside its page, child and overflow
+    page numbers within the file, overflow runs long enough for their data. It reads only the
+    tree pages and the first header of each overflow run (milliseconds for the published
+    files).
+    """
+    import mmap
+
+    def bad(problem: str) -> DataError:
+        return DataError(path, None, f"corrupt LMDB file: {problem}")
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        seen: set[int] = set()
+        todo = [root]
+        while todo:
+            pg = todo.pop()
+            if pg in seen:
+                raise bad(f"page {pg} is reached twice in the tree")
+            seen.add(pg)
+            base = pg * psize
+            pgno, _, flags, lower, upper = struct.unpack_from("<QHHHH", mm, base)
+            if pgno != pg or flags & (_P_BRANCH | _P_LEAF) in (0, _P_BRANCH | _P_LEAF):
+                raise bad(f"page {pg} is not a tree page (number {pgno}, flags {flags:#x})")
+            if not _HDR <= lower <= upper <= psize or (lower - _HDR) % 2:
+                raise bad(f"page {pg} has a broken key table (lower {lower}, upper {upper})")
+            for k in range((lower - _HDR) // 2):
+                (ptr,) = struct.unpack_from("<H", mm, base + _HDR + 2 * k)
+                if not upper <= ptr <= psize - 8:
+                    raise bad(f"page {pg}, node {k} lies outside its page (offset {ptr})")
+                lo, hi, nflags, ksize = struct.unpack_from("<HHHH", mm, base + ptr)
+                end = ptr + 8 + ksize
+                if flags & _P_BRANCH:
+                    child = lo | hi << 16 | nflags << 32
+                    if end > psize or not 2 <= child <= last:
+                        raise bad(f"page {pg}, node {k}: child page {child} or key outside")
+                    todo.append(child)
+                    continue
+                dsize = lo | hi << 16
+                if nflags & ~_F_BIGDATA:
+                    raise bad(f"page {pg}, node {k}: flags {nflags:#x} (no sub-databases here)")
+                if not nflags & _F_BIGDATA:
+                    if end + dsize > psize:
+                        raise bad(f"page {pg}, node {k}: {dsize} data bytes run past the page")
+                    continue
+                if end + 8 > psize:
+                    raise bad(f"page {pg}, node {k}: overflow reference runs past the page")
+                (ov,) = struct.unpack_from("<Q", mm, base + end)
+                if not 2 <= ov <= last:
+                    raise bad(f"page {pg}, node {k}: overflow page {ov} outside the file")
+                ono, _, oflags, pages = struct.unpack_from("<QHHI", mm, ov * psize)
+                if ono != ov or not oflags & _P_OVERFLOW or pages < 1 or ov + pages - 1 > last:
+                    raise bad(f"page {pg}, node {k}: broken overflow page {ov}")
+                if dsize > pages * psize - _HDR:
+                    raise bad(f"page {pg}, node {k}: {dsize} bytes in {pages} overflow pages")
 
 
 _OPEN: dict[str, tuple[int, Any]] = {}

@@ -20,7 +20,7 @@ from openjmp.study.tasks import DemoTask
 
 
 def _sources(pretrain: PretrainConfig, tasks: Sequence[DemoTask]):
-    for d in pretrain.datasets:
+    for d in pretrain.resolved_datasets():
         src = d.val or d.train
         yield d.name, d.format, src.path, dict(src.options), d.graph
     seen = set()

@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
+from openjmp import progress
 from openjmp.config.common import GraphConfig, LoaderConfig
 from openjmp.config.finetune import (
     ClassificationHead,
@@ -267,6 +268,8 @@ class FinetuneDataModule(pl.LightningDataModule):
 
 
 def iterate_batches(dataset: GraphDataset, batch_size: int) -> Iterator[Batch]:
-    """Batches of ``dataset`` in order (evaluation outside a Trainer)."""
-    for start in range(0, len(dataset), batch_size):
+    """Batches of ``dataset`` in order (evaluation outside a Trainer), with a progress bar
+    (`openjmp.progress`: off under --no-progress and CI)."""
+    starts = range(0, len(dataset), batch_size)
+    for start in progress.bar(starts, "evaluating", total=len(starts), unit=" batches"):
         yield collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])

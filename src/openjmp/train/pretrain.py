@@ -31,6 +31,7 @@ from openjmp.config.pretrain import PretrainConfig
 from openjmp.errors import CheckpointError
 from openjmp.model.checkpoint import save_model
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.progress import enabled_as as progress_on
 from openjmp.tasks.pretrain import (
     DatasetTask,
     OptimizationSettings,
@@ -86,7 +87,7 @@ def backbone_config(config: PretrainConfig) -> GemNetOCConfig:
 def build_datamodule(config: PretrainConfig, out_dir: Path) -> MultiDatasetDataModule:
     s = config.sampling
     return MultiDatasetDataModule(
-        [DatasetSpec.from_config(d) for d in config.datasets],
+        [DatasetSpec.from_config(d) for d in config.resolved_datasets()],
         config.loader,
         Path(out_dir) / "cache",
         sampling=SamplingSpec(s.mode, s.temperature, s.ratios),
@@ -171,7 +172,8 @@ def run_pretrain(
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and not resume:
         _write_config(config, out_dir)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    dm = build_datamodule(config, out_dir)
+    with progress_on(progress):  # reading the sources into caches shows a bar
+        dm = build_datamodule(config, out_dir)
     task = build_task(config, dm)
     trainer = build_trainer(
         config.trainer,

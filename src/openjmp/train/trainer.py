@@ -38,6 +38,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from openjmp.config.common import ClippingConfig, TrainerConfig
 from openjmp.errors import ConfigError
+from openjmp.progress import enabled as progress_enabled
 from openjmp.train.callbacks import (
     AtomicCheckpointIO,
     ElapsedTime,
@@ -109,7 +110,7 @@ def build_trainer(
         clipping: gradient clipping (algorithm norm or value); None: off.
         ema_decay: EMA of the weights; None: off.
         monitor: metric picking the best checkpoint (None: only last).
-        progress: show the progress bar.
+        progress: show the progress bar (never when ``CI`` is set, `openjmp.progress`).
         resume: this run continues a checkpoint (no sanity validation).
         last_checkpoint: keep ``checkpoints/last.ckpt`` current (`LastCheckpoint`); off, the
             caller writes it (Lightning's ``save_last`` is off: it lags, see `LastCheckpoint`).
@@ -123,6 +124,7 @@ def build_trainer(
     if precision not in _LIGHTNING_PRECISION:
         raise ConfigError(f"unknown precision {precision!r}; use {', '.join(_LIGHTNING_PRECISION)}")
     _check_precision(cfg, precision)
+    progress = progress and progress_enabled()  # off under --no-progress and in CI
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     # openjmp tasks move their frozen `Batch` themselves; Lightning warns when a data module is
     # also given, which is the normal case here

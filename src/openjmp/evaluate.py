@@ -23,6 +23,7 @@ from typing import Any
 
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
 from openjmp.data.cache import atomic_write_bytes
+from openjmp.io.paths import check_writable_dir
 from openjmp.tasks.finetune_targets import FORCES, target_name
 from openjmp.train.finetune import evaluation_device, load_task, predict_dataset
 from openjmp.train.finetune_data import FinetuneDataModule, load_finetune_splits
@@ -132,10 +133,12 @@ def evaluate_checkpoint(
     from openjmp.study.plots import parity
 
     checkpoint = Path(checkpoint)
+    run_dir = checkpoint.parent.parent
+    out = check_writable_dir(
+        Path(out_dir) if out_dir is not None else run_dir / "evaluation", "evaluation directory"
+    )
     task = load_task(checkpoint)
     cfg = config or task.config
-    run_dir = checkpoint.parent.parent
-    out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
     cache = run_dir / "cache" if (run_dir / "cache").is_dir() else out / "cache"
     splits = load_finetune_splits(cfg.data, cache)

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from openjmp.errors import ConfigError
+from openjmp.io.paths import check_writable_dir
 
 Status = Literal["pass", "warn", "skip"]
 
@@ -275,7 +276,7 @@ def run_checks(
     from openjmp.api import Predictor
     from openjmp.calculator import JMPCalculator
 
-    out = None if out_dir is None else Path(out_dir)
+    out = None if out_dir is None else check_writable_dir(out_dir, "report directory")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     calc = JMPCalculator(model, head=head, graph=graph, forces=forces)  # type: ignore[arg-type]

@@ -68,9 +68,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_output(out: Path) -> str:
-    """The output format of ``out``; a `ConfigError` before any work for an unknown suffix or a
-    destination that cannot be written."""
+    """The output format of ``out``; a `ConfigError` (unknown suffix) or `DataError`
+    (a destination that cannot be written) before any work."""
     from openjmp.errors import ConfigError
+    from openjmp.io.paths import check_writable_dir
 
     suffix = out.suffix.lower()
     if suffix != ".npz" and suffix not in ASE_OUTPUTS:
@@ -78,11 +79,7 @@ def _check_output(out: Path) -> str:
             f"{out}: unknown output format {suffix or '(no suffix)'!r}; use .npz or "
             f"{', '.join(ASE_OUTPUTS)}"
         )
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ConfigError(f"{out}: cannot write there (permission denied on {parent})")
+    check_writable_dir(out.parent, "output directory")
     return "npz" if suffix == ".npz" else ASE_OUTPUTS[suffix]
 
 

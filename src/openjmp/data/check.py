@@ -8,8 +8,8 @@ theory). Against the graph a model would build (the dataset's JMP cutoff, 12 Å 
 or ``cutoff``): a graph estimated above the edge limit (atoms crowded into too small a cell,
 :mod:`openjmp.graph.size`), a structure without any pair of atoms within the cutoff (a lone
 atom: training stops on it), one without any atom that has two neighbours (a diatomic: no
-triplets, and a batch holding only such structures fails), and isolated atoms (no neighbour
-within the cutoff: a warning, they get no messages and their forces are always 0). Across
+triplets, pair information only: a warning), and isolated atoms (no neighbour within the
+cutoff: a warning, they get no messages and their forces are always 0). Across
 records: labels that some records have and others lack, duplicated structures, forces whose
 typical size is implausible for eV/Å, and forces inconsistent with the energy differences
 along trajectories (consecutive frames of one system: ΔE should equal
@@ -286,9 +286,10 @@ def _check_graph(rec: AtomsRecord, cutoff: float | None, max_edges: int | None, 
                           "least one edge, and training stops on this structure")  # fmt: skip
         return rc
     if counts.max() < 2:
-        add("error", rec, f"no atom has two neighbours within the {rc:g} Å graph cutoff "
-                          "(a diatomic, or atoms far apart): GemNet-OC's triplets are empty, "
-                          "and a batch holding only such structures fails")  # fmt: skip
+        add("warning", rec, f"no atom has two neighbours within the {rc:g} Å graph cutoff "
+                            "(a diatomic, or atoms far apart): GemNet-OC's triplet and "
+                            "quadruplet interactions are empty for it, the model sees pair "
+                            "information only")  # fmt: skip
     isolated = np.flatnonzero(counts == 0)
     if len(isolated):
         shown = ", ".join(str(i) for i in isolated[:8]) + (", ..." if len(isolated) > 8 else "")

@@ -40,6 +40,7 @@ from lightning.pytorch.callbacks import Callback
 from openjmp.config.finetune import FinetuneConfig
 from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import CheckpointError, ConfigError
+from openjmp.io.paths import check_writable_dir
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator
@@ -247,7 +248,7 @@ def run_finetune(
     """
     t0 = time.perf_counter()
     config = resolve_architecture(config)
-    out_dir = Path(out_dir)
+    out_dir = check_writable_dir(out_dir, "run directory")
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if resume and not last.is_file():

@@ -37,6 +37,7 @@ from openjmp.config.finetune import (
 )
 from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import ConfigError
+from openjmp.io.paths import check_writable_dir
 from openjmp.model.checkpoint import save_model
 from openjmp.model.heads import PooledHead
 from openjmp.model.jmp_model import JMPModel
@@ -136,7 +137,7 @@ def run_frozen(
     t0 = time.perf_counter()
     config = resolve_architecture(config)
     _check_heads(config)
-    out_dir = Path(out_dir)
+    out_dir = check_writable_dir(out_dir, "run directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(
         out_dir / "config.yaml",

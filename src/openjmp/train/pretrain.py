@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback
 
 from openjmp.config.pretrain import PretrainConfig
 from openjmp.errors import CheckpointError
+from openjmp.io.paths import check_writable_dir
 from openjmp.model.checkpoint import save_model
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.progress import enabled_as as progress_on
@@ -164,7 +165,7 @@ def run_pretrain(
     ``callbacks`` are added to the Trainer's (tests use them to stop a run at a given step).
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_writable_dir(out_dir, "run directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():

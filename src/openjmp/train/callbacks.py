@@ -13,7 +13,9 @@
   truncated ``last.ckpt``.
 * `LastCheckpoint`: ``last.ckpt`` after every validation, every N steps and at the final step
   or epoch, written inside the training loop (after the EMA update) where Lightning's resume
-  bookkeeping expects it; so a killed run resumes, and a finished one continues exactly.
+  bookkeeping expects it, and when training stops anywhere else (early stopping, a time
+  limit), before the EMA replaces the weights; so a killed run resumes, and a finished one
+  continues exactly. Pre-training and fine-tuning use the same one.
 * `lr_monitor`: the learning rate in the logs, per optimizer step.
 * `ElapsedTime`: the run's wall time over all its launches, stored in every checkpoint, so a
   resumed run reports its whole time (`elapsed_time`).
@@ -70,6 +72,14 @@ class EMA(EMAWeightAveraging):
             self._device = trainer.strategy.root_device
         super().setup(trainer, pl_module, stage)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # last.ckpt must hold the raw weights of the final step: write it before the stock
+        # callback copies the average into the model
+        for cb in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(cb, LastCheckpoint):
+                cb.save_if_behind(trainer)
+        super().on_train_end(trainer, pl_module)
+
 
 def ema_callback(decay: float) -> EMA:
     """EMA of the parameters, ema ← decay · ema + (1 − decay) · θ after every optimizer step."""
@@ -94,10 +104,13 @@ class LastCheckpoint(Callback):
 
     Written after every validation of the fit, every ``every_n_steps`` optimizer steps when set,
     and after the run's final step (``max_steps``) or epoch, always inside the training loop,
-    where Lightning's resume bookkeeping expects checkpoints. (Lightning's own ``save_last``
+    where Lightning's resume bookkeeping expects checkpoints; and at the end of training when
+    it stopped elsewhere (early stopping, ``max_time``), before the `EMA` callback copies the
+    average into the model (it calls `save_if_behind` first). (Lightning's own ``save_last``
     only follows saves of the best checkpoint, so it lags when the monitored loss stops
-    improving.) Must come after the EMA callback in the Trainer's list, so the saved average
-    includes the step.
+    improving; it is switched off for the best-checkpoint callbacks of the same directory,
+    which are brought up to date before each save here.) Must come after the EMA callback in
+    the Trainer's list, so the saved average includes the step.
     """
 
     def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
@@ -105,9 +118,25 @@ class LastCheckpoint(Callback):
         self.every_n_steps = every_n_steps
         self._saved_step = -1
 
+    def _best(self, trainer: pl.Trainer) -> list[ModelCheckpoint]:
+        return [
+            cb
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and Path(cb.dirpath or "") == self.path.parent
+        ]
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for cb in self._best(trainer):
+            cb.save_last = False  # this callback writes last.ckpt
+
     def _save(self, trainer: pl.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
+
+    def save_if_behind(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` unless it already holds this step."""
+        if trainer.state.fn == "fit" and trainer.global_step != self._saved_step:
+            self._save(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         step = trainer.global_step
@@ -126,7 +155,12 @@ class LastCheckpoint(Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
+            for cb in self._best(trainer):  # the best file first (idempotent within a step)
+                cb.on_validation_end(trainer, pl_module)
             self._save(trainer)  # also after a save at this step: adds the validation record
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save_if_behind(trainer)  # runs without EMA (with it, the EMA's hook came first)
 
 
 def lr_monitor() -> LearningRateMonitor:

@@ -46,7 +46,7 @@ from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_stats import resolve_statistics
 from openjmp.train.callbacks import elapsed_time
-from openjmp.train.finetune_callbacks import FinetuneEMA, SaveLast, early_stopping, stop_reason
+from openjmp.train.finetune_callbacks import early_stopping, stop_reason
 from openjmp.train.finetune_data import (
     FinetuneDataModule,
     check_labels,
@@ -301,16 +301,11 @@ def run_finetune(
         out_dir=out_dir,
         precision=precision,
         clipping=config.clipping,
-        ema_decay=None,  # FinetuneEMA below
+        ema_decay=config.ema_decay,
         monitor=MONITOR_KEY,
         progress=progress,
         resume=resume,
-        callbacks=[
-            *callbacks,
-            *early_stopping(config),
-            SaveLast(last),  # before the EMA: it saves before the average is copied at the end
-            *([FinetuneEMA(config.ema_decay)] if config.ema_decay is not None else []),
-        ],
+        callbacks=[*callbacks, *early_stopping(config)],
         logger=logger,
         inference_mode=not config.gradient_forces,  # gradient forces need autograd in validation
         started=t0,

@@ -45,10 +45,15 @@ def test_ridge_matches_sklearn_and_picks_alpha_on_val() -> None:
 
 def test_pooled_features_are_pooled_backbone_outputs(tmp_path: Path) -> None:
     from openjmp.model.jmp_model import JMPModel
-    from openjmp.train.finetune_setup import configured_backbone, finetune_backbone
+    from openjmp.train.backbone import build_backbone, uses_direct_forces
 
     cfg = tiny_config(tmp_path / "x.extxyz", preset="user-property")
-    model = JMPModel(finetune_backbone(cfg, configured_backbone(cfg)), {}).double()
+    model = JMPModel(
+        build_backbone(
+            cfg.model, direct_forces=uses_direct_forces(cfg), edge_dropout=cfg.edge_dropout
+        )[0],
+        {},
+    ).double()
     batch = batch_of(molecules(3))
     feats = pooled_features(model, [batch], ["sum", "mean"])
     with torch.no_grad():

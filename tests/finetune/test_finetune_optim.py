@@ -22,8 +22,8 @@ from ft_helpers import tiny_config
 
 from openjmp.model.checkpoint import read_checkpoint
 from openjmp.tasks.finetune import FinetuneTask
+from openjmp.train.backbone import build_backbone, uses_direct_forces
 from openjmp.train.finetune import run_finetune
-from openjmp.train.finetune_setup import configured_backbone, finetune_backbone
 
 TWO_BLOCKS = {"num_blocks": 2}
 MULT = {"embedding": 0.3, "blocks_0": 0.55, "blocks_1": 0.625}
@@ -35,7 +35,9 @@ def two_block_task(tmp_path: Path, overrides=()) -> FinetuneTask:
     bb = dict(TINY_BACKBONE, **TWO_BLOCKS)
     cfg = tiny_config(tmp_path / "x.extxyz", ["optimizer.lr=1e-3", *overrides], backbone=bb,
                       preset="user-property")  # fmt: skip
-    backbone = finetune_backbone(cfg, configured_backbone(cfg))
+    backbone = build_backbone(
+        cfg.model, direct_forces=uses_direct_forces(cfg), edge_dropout=cfg.edge_dropout
+    )[0]
     return FinetuneTask(
         cfg, backbone.to_dict(), {"y": {"mean": 0.0, "std": 1.0}}, steps_per_epoch=5
     )

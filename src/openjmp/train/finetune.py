@@ -45,6 +45,13 @@ from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_stats import resolve_statistics
+from openjmp.train.backbone import (
+    apply_scale_file,
+    build_backbone,
+    load_pretrained,
+    resolve_architecture,
+    uses_direct_forces,
+)
 from openjmp.train.callbacks import elapsed_time
 from openjmp.train.finetune_callbacks import early_stopping, stop_reason
 from openjmp.train.finetune_data import (
@@ -52,14 +59,6 @@ from openjmp.train.finetune_data import (
     check_labels,
     iterate_batches,
     load_finetune_splits,
-)
-from openjmp.train.finetune_setup import (
-    apply_scale_file,
-    configured_backbone,
-    finetune_backbone,
-    load_pretrained,
-    pretrained_state,
-    resolve_architecture,
 )
 from openjmp.train.graph_dataset import GraphDataset
 from openjmp.train.trainer import build_trainer, model_dtype
@@ -168,17 +167,18 @@ def build_task(
     ``residual_references`` the target head starts from that head of the checkpoint and the
     references are fitted to its residual (`openjmp.train.finetune_residual`)."""
     stats = resolve_statistics(list(config.heads), train, fmt=config.data.format)
-    if config.model.checkpoint is not None:
-        base, state = pretrained_state(config, dtype=dtype)
-    else:
-        base, state = configured_backbone(config), None
+    backbone, state = build_backbone(
+        config.model,
+        direct_forces=uses_direct_forces(config),
+        edge_dropout=config.edge_dropout,
+        dtype=dtype,
+    )
     start = None
     if residual_references is not None:
         from openjmp.train.finetune_residual import residual_start
 
         start = residual_start(config, train, stats, residual_references, dtype=dtype)
         stats = start.stats
-    backbone = finetune_backbone(config, base)
     task = FinetuneTask(
         config,
         backbone.to_dict(),

@@ -46,19 +46,13 @@ from openjmp.tasks.finetune_metrics import array_metrics
 from openjmp.tasks.finetune_stats import record_label, reference_offsets, resolve_statistics
 from openjmp.tasks.finetune_targets import target_name
 from openjmp.tasks.frozen import RidgeHead, fit_logistic, fit_mlp, fit_ridge, pooled_features
+from openjmp.train.backbone import build_backbone, load_pretrained, resolve_architecture
 from openjmp.train.finetune import FinetuneResult
 from openjmp.train.finetune_data import (
     FinetuneDataModule,
     check_labels,
     iterate_batches,
     load_finetune_splits,
-)
-from openjmp.train.finetune_setup import (
-    configured_backbone,
-    finetune_backbone,
-    load_pretrained,
-    pretrained_state,
-    resolve_architecture,
 )
 
 FrozenHead = Literal["ridge", "mlp"]
@@ -76,16 +70,11 @@ def _check_heads(config: FinetuneConfig) -> None:
 
 
 def _backbone(config: FinetuneConfig) -> JMPModel:
-    if config.model.checkpoint is not None:
-        base, state = pretrained_state(config)
-    else:
-        base, state = configured_backbone(config), None
-    model = JMPModel(
-        finetune_backbone(config, base).replace(regress_forces=False, direct_forces=False), {}
-    )
+    dtype = torch.float64 if config.precision == "64-true" else torch.float32
+    backbone, state = build_backbone(config.model, direct_forces=False, dtype=dtype)
+    model = JMPModel(backbone, {})
     if state is not None:
         load_pretrained(model, state, config.model.checkpoint)
-    dtype = torch.float64 if config.precision == "64-true" else torch.float32
     return model.to(dtype).eval()
 
 

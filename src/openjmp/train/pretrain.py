@@ -31,7 +31,6 @@ from openjmp.config.pretrain import PretrainConfig
 from openjmp.errors import CheckpointError
 from openjmp.io.paths import check_writable_dir
 from openjmp.model.checkpoint import save_model
-from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.progress import enabled_as as progress_on
 from openjmp.tasks.pretrain import (
     DatasetTask,
@@ -39,6 +38,7 @@ from openjmp.tasks.pretrain import (
     PretrainTask,
     disable_dropout_boost,
 )
+from openjmp.train.backbone import build_backbone
 from openjmp.train.callbacks import elapsed_time
 from openjmp.train.datamodule import DatasetSpec, MultiDatasetDataModule, SamplingSpec
 from openjmp.train.trainer import build_trainer, model_dtype
@@ -69,20 +69,6 @@ class PretrainResult:
     wall_time: float = 0.0
     structures_seen: int = 0
     steps: int = 0
-
-
-def backbone_config(config: PretrainConfig) -> GemNetOCConfig:
-    """The GemNet-OC config of the run: preset + overrides + the boost for edge dropout."""
-    bb = config.model.backbone
-    base = GemNetOCConfig.jmp_s() if bb.preset == "jmp-s" else GemNetOCConfig.jmp_l()
-    return base.replace(
-        **bb.overrides(),
-        regress_forces=True,
-        direct_forces=True,
-        # the backbone's edge_dropout only switches on the 1/(1-p) output boost in train mode;
-        # the edges themselves are dropped in the data pipeline (GraphDataset)
-        edge_dropout=config.edge_dropout if config.edge_dropout > 0 else None,
-    )
 
 
 def build_datamodule(config: PretrainConfig, out_dir: Path) -> MultiDatasetDataModule:
@@ -133,7 +119,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
             "with unfitted scale factors)"
         )
     return PretrainTask(
-        backbone_config(config),
+        build_backbone(config.model, direct_forces=True, edge_dropout=config.edge_dropout)[0],
         tasks,
         opt,
         shared_gradient_scaling=config.shared_gradient_scaling,

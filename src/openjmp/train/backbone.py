@@ -1,16 +1,16 @@
-"""Where a fine-tuning run starts: the backbone architecture and its initial weights.
+"""Where a run's backbone comes from: its architecture and its starting weights (pre-training
+and fine-tuning alike).
 
-* `configured_backbone`: the GemNet-OC config the run asks for (``model.backbone``: preset +
-  overrides).
-* `finetune_backbone`: that config with the force branch the heads need (direct forces: on;
-  gradient forces and scalars: off, as the authors) and no edge-dropout boost unless
-  ``edge_dropout`` > 0.
-* `pretrained_state`: the embedding and backbone weights of ``model.checkpoint`` (the authors'
+* `build_backbone(model, direct_forces=..., edge_dropout=...)`: the one place a run's
+  GemNet-OC config is made: the ``model.backbone`` preset with the fields it sets
+  (`preset_architecture`), with the force branch the heads need (direct forces on, or off for
+  gradient forces and scalars, as the authors) and the edge-dropout boost; and, when
+  ``model.checkpoint`` is set, that checkpoint's embedding and backbone weights (the authors'
   jmp-s.pt / jmp-l.pt, an openjmp pre-training ``last.ckpt`` or ``model.pt``, or an openjmp
   fine-tuned checkpoint), EMA weights by default (``model.ema_weights``), checked to be the
   architecture the config names: a mismatch is a `ConfigError` listing the fields, never a
   silent partial load. Scale factors come with the weights (buffers).
-* `load_pretrained`: copy them into a fresh fine-tuning model; only the new heads stay random.
+* `load_pretrained`: copy them into a fresh model; only the new heads stay random.
 * `resolve_architecture`: for ``model.architecture: checkpoint`` (the ``user-*`` presets), the
   config with the checkpoint's architecture written into ``model.backbone`` and the layer-wise
   LR profile resampled to its depth, before anything else reads the config (and before the
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from openjmp.config.common import BackboneConfig, ModelConfig
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
 from openjmp.errors import CheckpointError, ConfigError
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
@@ -43,14 +44,38 @@ FORCE_BRANCH = ("backbone.out_mlp_F.", ".seq_forces.", ".dense_rbf_F.", ".scale_
 """Backbone keys of the direct-force branch (dropped when the heads do not use it)."""
 
 
-def configured_backbone(config: FinetuneConfig) -> GemNetOCConfig:
+def preset_architecture(backbone: BackboneConfig) -> GemNetOCConfig:
     """``model.backbone``: the JMP-S or JMP-L preset with the fields the config sets."""
-    bb = config.model.backbone
-    base = GemNetOCConfig.jmp_s() if bb.preset == "jmp-s" else GemNetOCConfig.jmp_l()
+    base = GemNetOCConfig.jmp_s() if backbone.preset == "jmp-s" else GemNetOCConfig.jmp_l()
     try:
-        return base.replace(**bb.overrides())
+        return base.replace(**backbone.overrides())
     except ConfigError as exc:
         raise ConfigError(f"model.backbone: {exc}") from None
+
+
+def build_backbone(
+    model: ModelConfig,
+    *,
+    direct_forces: bool,
+    edge_dropout: float = 0.0,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[GemNetOCConfig, dict[str, Tensor] | None]:
+    """(the run's GemNet-OC config, the checkpoint's embedding + backbone weights or None).
+
+    ``direct_forces``: the backbone's force branch (direct-force heads need it); the
+    ``edge_dropout`` probability switches on the 1/(1 − p) output boost in train mode (the
+    edges themselves are dropped in the data pipeline).
+    """
+    base, state = preset_architecture(model.backbone), None
+    if model.checkpoint is not None:  # the checkpoint's own settings, its architecture checked
+        base, state = _pretrained_state(model, base, dtype)
+    config = base.replace(
+        regress_forces=direct_forces,
+        direct_forces=direct_forces,
+        edge_dropout=edge_dropout if edge_dropout > 0 else None,
+        scale_file=None,
+    )
+    return config, state
 
 
 def checkpoint_architecture(path: Path) -> GemNetOCConfig:
@@ -104,19 +129,9 @@ def resolve_architecture(config: FinetuneConfig) -> FinetuneConfig:
 
 
 def uses_direct_forces(config: FinetuneConfig) -> bool:
+    """Whether a fine-tuning config's heads need the backbone's direct-force branch."""
     return any(
         isinstance(h, EnergyForcesHead | ForcesHead) and h.forces == "direct" for h in config.heads
-    )
-
-
-def finetune_backbone(config: FinetuneConfig, base: GemNetOCConfig) -> GemNetOCConfig:
-    """``base`` with the force branch the heads need and the run's edge-dropout boost."""
-    direct = uses_direct_forces(config)
-    return base.replace(
-        regress_forces=direct,
-        direct_forces=direct,
-        edge_dropout=config.edge_dropout if config.edge_dropout > 0 else None,
-        scale_file=None,
     )
 
 
@@ -128,21 +143,21 @@ def _differences(a: GemNetOCConfig, b: GemNetOCConfig) -> dict[str, tuple[object
     }
 
 
-def pretrained_state(
-    config: FinetuneConfig, *, dtype: torch.dtype = torch.float32
+def _pretrained_state(
+    model_cfg: ModelConfig, wanted: GemNetOCConfig, dtype: torch.dtype
 ) -> tuple[GemNetOCConfig, dict[str, Tensor]]:
-    """(checkpoint's backbone config, its ``embedding.*`` + ``backbone.*`` weights in ``dtype``)."""
+    """(checkpoint's backbone config, its ``embedding.*`` + ``backbone.*`` weights in ``dtype``),
+    checked against the ``wanted`` architecture."""
     from openjmp.model.checkpoint import load_checkpoint
 
-    path = Path(config.model.checkpoint)  # type: ignore[arg-type]
-    model = load_checkpoint(path, ema=config.model.ema_weights, dtype=dtype)
-    wanted = configured_backbone(config)
+    path = Path(model_cfg.checkpoint)  # type: ignore[arg-type]
+    model = load_checkpoint(path, ema=model_cfg.ema_weights, dtype=dtype)
     diff = _differences(model.config, wanted)
     if diff:
         listing = ", ".join(f"{k}: checkpoint {v[0]!r}, config {v[1]!r}" for k, v in diff.items())
         raise ConfigError(
             f"model.checkpoint {path} does not match model.backbone (preset "
-            f"{config.model.backbone.preset!r} + overrides): {listing}. Use the preset of the "
+            f"{model_cfg.backbone.preset!r} + overrides): {listing}. Use the preset of the "
             "checkpoint (jmp-s-<name> presets for jmp-s.pt) or set model.backbone to match"
         )
     state = {

@@ -25,8 +25,8 @@ from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
 from openjmp.data.cache import atomic_write_bytes
 from openjmp.io.paths import check_writable_dir
 from openjmp.tasks.finetune_targets import FORCES, target_name
-from openjmp.train.finetune import evaluation_device, load_task, predict_dataset
-from openjmp.train.finetune_data import FinetuneDataModule, load_finetune_splits
+from openjmp.train.finetune.data import FinetuneDataModule, load_finetune_splits
+from openjmp.train.finetune.full import evaluation_device, load_task, predict_dataset
 
 _MEV = (1000.0, "meV")
 QM9_UNITS: dict[str, tuple[float, str]] = {

@@ -134,8 +134,10 @@ def test_make_demo_calls_the_generator(tmp_path, monkeypatch, capsys) -> None:
 
     fake.make_demo = make_demo
     monkeypatch.setitem(sys.modules, "openjmp.data.demo", fake)
+    monkeypatch.setattr("openjmp.progress.in_ci", lambda: False)  # bars on outside CI
     assert main(["data", "make-demo", str(tmp_path / "demo"), "--scale", "0.1", "--seed", "3"]) == 0
-    assert calls == [(tmp_path / "demo", 0.1, 3, True)]
+    assert main(["data", "make-demo", str(tmp_path / "d2"), "--no-progress"]) == 0
+    assert calls == [(tmp_path / "demo", 0.1, 3, True), (tmp_path / "d2", 1.0, 0, False)]
     assert "demo corpus written to" in capsys.readouterr().out
 
 

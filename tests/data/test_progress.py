@@ -41,7 +41,7 @@ def test_evaluation_batches_show_progress(monkeypatch, capsys) -> None:
 
     from openjmp.config.common import GraphConfig
     from openjmp.records import AtomsRecord
-    from openjmp.train.finetune_data import iterate_batches
+    from openjmp.train.finetune.data import iterate_batches
     from openjmp.train.graph_dataset import GraphDataset
 
     monkeypatch.delenv("CI", raising=False)

@@ -29,7 +29,7 @@ from openjmp.tasks.finetune_stats import (
     residual_statistics,
     resolve_statistics,
 )
-from openjmp.train.finetune_data import check_labels, load_finetune_splits
+from openjmp.train.finetune.data import check_labels, load_finetune_splits
 
 
 def test_split_reproduces_the_authors_cut(tmp_path: Path, molecules_file: Path) -> None:

@@ -17,7 +17,7 @@ from ft_helpers import tiny_config
 from openjmp.cli.main import main
 from openjmp.config import load_config
 from openjmp.evaluate import PAPER_RESULTS, benchmark_name, evaluate_checkpoint, paper_unit
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,9 @@ import openjmp
 from openjmp.errors import ConfigError
 from openjmp.model.heads import pool
 from openjmp.tasks.frozen import ALPHAS, Standardizer, fit_ridge, pooled_features, ridge_solve
-from openjmp.train.finetune import run_finetune
-from openjmp.train.finetune_data import load_finetune_splits
-from openjmp.train.finetune_frozen import run_frozen
+from openjmp.train.finetune.data import load_finetune_splits
+from openjmp.train.finetune.frozen import run_frozen
+from openjmp.train.finetune.run import run_finetune
 
 
 def test_ridge_matches_sklearn_and_picks_alpha_on_val() -> None:

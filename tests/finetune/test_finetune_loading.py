@@ -31,7 +31,7 @@ from openjmp.graph.gemnet import build_graph_sample
 from openjmp.graph.spec import graph_spec
 from openjmp.model.checkpoint import load_checkpoint
 from openjmp.records import AtomsRecord
-from openjmp.train.finetune import build_task
+from openjmp.train.finetune.full import build_task
 
 BACKBONE_KEYS = (
     "num_blocks", "emb_size_atom", "emb_size_edge", "emb_size_trip_in", "emb_size_trip_out",

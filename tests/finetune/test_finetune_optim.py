@@ -23,7 +23,7 @@ from ft_helpers import tiny_config
 from openjmp.model.checkpoint import read_checkpoint
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.train.backbone import build_backbone, uses_direct_forces
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
 
 TWO_BLOCKS = {"num_blocks": 2}
 MULT = {"embedding": 0.3, "blocks_0": 0.55, "blocks_1": 0.625}

@@ -20,7 +20,7 @@ import torch
 from ft_helpers import tiny_config
 
 from openjmp.model.checkpoint import read_checkpoint
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
 
 
 class Crash(Exception):

@@ -27,7 +27,7 @@ from ase.optimize import BFGS
 from ft_helpers import tiny_config
 
 import openjmp
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
 
 
 def cells(n: int) -> list:

@@ -26,7 +26,7 @@ from ft_helpers import backbone_overrides, llrd_override, write_molecules  # noq
 
 from openjmp.cli.main import main  # noqa: E402
 from openjmp.config import load_config  # noqa: E402
-from openjmp.train.finetune import run_finetune  # noqa: E402
+from openjmp.train.finetune.run import run_finetune  # noqa: E402
 
 
 def overrides(data: Path) -> list[str]:

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, "finetune", args.overrides)
     elif args.overrides:
         from openjmp.config.load import apply_override, parse_override
-        from openjmp.train.finetune import load_task
+        from openjmp.train.finetune.full import load_task
 
         data = load_task(args.checkpoint).config.model_dump(mode="json")
         for text in args.overrides:

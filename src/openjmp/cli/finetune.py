@@ -96,24 +96,18 @@ def run(args: argparse.Namespace) -> int:
     from openjmp.config.finetune import FinetuneConfig
     from openjmp.config.load import load_config
 
-    config = load_config(args.config, "finetune", args.overrides)
+    overrides = list(args.overrides)  # the shorthands are config fields (saved in config.yaml)
+    if args.frozen is not None:
+        overrides.append(f"adaptation={args.frozen}")
+    if args.residual_references is not None:
+        overrides.append(f"residual_references={args.residual_references}")
+    config = load_config(args.config, "finetune", overrides)
     assert isinstance(config, FinetuneConfig)
     config = _named_after_data(config, args)
     out = args.out if args.out is not None else config.trainer.output_dir / config.name
-    if args.frozen is not None:
-        if args.resume:
-            print(
-                "openjmp: --resume has no meaning with --frozen (nothing is trained step by step)"
-            )
-            return 2
-        from openjmp.train.finetune_frozen import run_frozen
+    from openjmp.train.finetune.run import run_finetune
 
-        result = run_frozen(config, out_dir=out, head=args.frozen, progress=not args.no_progress)
-    else:
-        from openjmp.train.finetune import run_finetune
-
-        result = run_finetune(config, out_dir=out, resume=args.resume, progress=not args.no_progress,
-                              residual_references=args.residual_references)  # fmt: skip
+    result = run_finetune(config, out_dir=out, resume=args.resume, progress=not args.no_progress)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.6g}"
     unit = metric_unit(config, result.monitor)
     if result.best_metric is not None and unit:

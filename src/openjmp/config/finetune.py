@@ -205,6 +205,14 @@ class FinetuneConfig(Strict):
 
     kind: Literal["finetune"] = "finetune"
     name: str = "finetune"
+    adaptation: Literal["full", "ridge", "mlp"] = "full"
+    """How the pre-trained model adapts: ``full`` trains everything end to end (the JMP recipe;
+    ``freeze`` can hold parts fixed); ``ridge`` / ``mlp`` keep the backbone frozen and fit a
+    ridge regression / small MLP on its pooled features, in seconds (tiny datasets)."""
+    residual_references: str | None = None
+    """Start the energy (or scalar) head from this head of ``model.checkpoint`` (a pre-training
+    dataset name or a fine-tuned head name) and fit the per-element references to its residual
+    (label − pre-trained prediction); ``adaptation: full`` only."""
     model: ModelConfig = ModelConfig()
     data: FinetuneData
     heads: list[Head] = Field(min_length=1)
@@ -233,6 +241,8 @@ class FinetuneConfig(Strict):
         depth_from_checkpoint = (
             self.model.architecture == "checkpoint" and self.model.checkpoint is not None
         )
+        if self.residual_references is not None and self.adaptation != "full":
+            raise ValueError("residual_references needs adaptation: full")
         if self.llrd is not None and not depth_from_checkpoint:  # else: at resolution
             check_llrd_multipliers(self.llrd, self.model.backbone.resolved_num_blocks)
         check_matbench_fold(self)

@@ -16,7 +16,7 @@ A pre-trained (or fresh) embedding + GemNet-OC backbone, new heads from the conf
   ``early_stopping.min_lr`` (the authors' second stopping rule).
 
 Gradient forces need autograd in validation and test: run it with a Trainer built with
-``inference_mode=False`` (`openjmp.train.finetune` does). Clipping (value 1.0), EMA and early
+``inference_mode=False`` (`openjmp.train.finetune.full` does). Clipping (value 1.0), EMA and early
 stopping are stock Lightning (Trainer arguments and callbacks).
 
 The hyper-parameters (``config`` as JSON, the ``backbone`` dict, the fitted ``stats``) are saved

@@ -1,7 +1,7 @@
 """Residual references: continue a pre-trained head and fit the per-element references to what
 the pre-trained model gets wrong on the fine-tuning data.
 
-``run_finetune(..., residual_references=SOURCE)`` (``openjmp finetune --residual-references
+``residual_references: SOURCE`` in the config (``openjmp finetune --residual-references
 SOURCE``) starts the fine-tuning energy (or scalar) head from head SOURCE of ``model.checkpoint``
 instead of a random one, keeps that head's output scale and mean, and refits the per-element
 references to the residual

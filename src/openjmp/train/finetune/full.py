@@ -1,4 +1,5 @@
-"""`run_finetune`: one fine-tuning run from a `FinetuneConfig` (what ``openjmp finetune`` does).
+"""`run_full`: end-to-end fine-tuning (``adaptation: full``, the JMP recipe) from a
+`FinetuneConfig`; `openjmp.train.finetune.run.run_finetune` dispatches here.
 
 Layout of ``out_dir``::
 
@@ -27,7 +28,6 @@ import json
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,55 +53,17 @@ from openjmp.train.backbone import (
     uses_direct_forces,
 )
 from openjmp.train.callbacks import elapsed_time
-from openjmp.train.finetune_callbacks import early_stopping, stop_reason
-from openjmp.train.finetune_data import (
+from openjmp.train.finetune.callbacks import early_stopping, stop_reason
+from openjmp.train.finetune.data import (
     FinetuneDataModule,
     check_labels,
     iterate_batches,
     load_finetune_splits,
 )
+from openjmp.train.finetune.residual import residual_start
+from openjmp.train.finetune.result import EVAL_PARTS, FinetuneResult
 from openjmp.train.graph_dataset import GraphDataset
 from openjmp.train.trainer import build_trainer, model_dtype
-
-EVAL_PARTS = ("train", "val", "test")
-
-
-@dataclass
-class FinetuneResult:
-    """What a fine-tuning run produced.
-
-    Attributes:
-        out_dir: the run directory.
-        best_checkpoint: best validation checkpoint (None if no validation ran).
-        last_checkpoint: ``checkpoints/last.ckpt`` (None if no checkpoint was written).
-        monitor: monitored metric name (``<output>_mae`` ...), mode "min" or "max".
-        best_metric: its best validation value (physical units), or None.
-        history: (optimizer step, monitored validation value), the first at step 0 (before
-            training) for a fresh run, over the whole run including resumed parts.
-        train_losses: (optimizer step, training loss in normalised units).
-        metrics: part ("train", "val", "test") -> metric name -> value, for the best weights.
-        test_predictions / test_targets: output name -> array ((B,) per structure, (N, 3)
-            forces in eV/Å, (B, C) class logits / (B,) labels), for the best weights.
-        wall_time: seconds of the whole run (earlier launches of a resumed run included);
-            steps: optimizer steps done in total.
-        stop_reason: early_stopping, non_finite_metric, min_lr, max_steps, max_time or
-            max_epochs.
-    """
-
-    out_dir: Path
-    best_checkpoint: Path | None
-    last_checkpoint: Path | None
-    monitor: str
-    mode: str
-    best_metric: float | None
-    history: list[tuple[int, float]] = field(default_factory=list)
-    train_losses: list[tuple[int, float]] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    test_predictions: dict[str, np.ndarray] = field(default_factory=dict)
-    test_targets: dict[str, np.ndarray] = field(default_factory=dict)
-    wall_time: float = 0.0
-    steps: int = 0
-    stop_reason: str = ""
 
 
 def evaluation_device(config: FinetuneConfig) -> torch.device:
@@ -160,12 +122,11 @@ def build_task(
     *,
     steps_per_epoch: int | None = None,
     dtype: torch.dtype = torch.float32,
-    residual_references: str | None = None,
 ) -> FinetuneTask:
     """A fresh task: statistics refitted on the training records ``train``, the pre-trained
     embedding + backbone of ``model.checkpoint`` (or random ones), new random heads; with
-    ``residual_references`` the target head starts from that head of the checkpoint and the
-    references are fitted to its residual (`openjmp.train.finetune_residual`)."""
+    ``config.residual_references`` the target head starts from that head of the checkpoint and
+    the references are fitted to its residual (`openjmp.train.finetune.residual`)."""
     stats = resolve_statistics(list(config.heads), train, fmt=config.data.format)
     backbone, state = build_backbone(
         config.model,
@@ -174,10 +135,8 @@ def build_task(
         dtype=dtype,
     )
     start = None
-    if residual_references is not None:
-        from openjmp.train.finetune_residual import residual_start
-
-        start = residual_start(config, train, stats, residual_references, dtype=dtype)
+    if config.residual_references is not None:
+        start = residual_start(config, train, stats, config.residual_references, dtype=dtype)
         stats = start.stats
     task = FinetuneTask(
         config,
@@ -222,7 +181,7 @@ def _precision(config: FinetuneConfig) -> str:
     return precision
 
 
-def run_finetune(
+def run_full(
     config: FinetuneConfig,
     *,
     out_dir: Path,
@@ -231,10 +190,9 @@ def run_finetune(
     callbacks: Sequence[Callback] = (),
     logger: bool = True,
     evaluate_parts: Sequence[str] = EVAL_PARTS,
-    residual_references: str | None = None,
     cache_dir: Path | None = None,
 ) -> FinetuneResult:
-    """Fine-tune as ``config`` says, writing into ``out_dir`` (module docstring).
+    """Fine-tune end to end as ``config`` says, writing into ``out_dir`` (module docstring).
 
     ``cache_dir``: where the record caches live (default ``out_dir/cache``); runs on the same
     sources may share one, caches are keyed by the source's fingerprint.
@@ -242,9 +200,9 @@ def run_finetune(
     ``resume``: continue ``out_dir/checkpoints/last.ckpt`` (`CheckpointError` if missing); the
     statistics and architecture come from that checkpoint, so the run continues exactly.
     ``callbacks`` are added to the Trainer's; ``evaluate_parts`` are the parts the best weights
-    are evaluated on at the end. ``residual_references``: start the energy (or scalar) head from
-    that head of ``model.checkpoint`` and fit the references to its residual
-    (`openjmp.train.finetune_residual`).
+    are evaluated on at the end. ``config.residual_references``: start the energy (or scalar)
+    head from that head of ``model.checkpoint`` and fit the references to its residual
+    (`openjmp.train.finetune.residual`).
     """
     t0 = time.perf_counter()
     config = resolve_architecture(config)
@@ -292,7 +250,6 @@ def run_finetune(
             splits.train.records,
             steps_per_epoch=steps_per_epoch,
             dtype=dtype,
-            residual_references=residual_references,
         )
     _write_json(out_dir / "stats.json", task.hparams["stats"])
 

@@ -47,13 +47,13 @@ from openjmp.tasks.finetune_stats import record_label, reference_offsets, resolv
 from openjmp.tasks.finetune_targets import target_name
 from openjmp.tasks.frozen import RidgeHead, fit_logistic, fit_mlp, fit_ridge, pooled_features
 from openjmp.train.backbone import build_backbone, load_pretrained, resolve_architecture
-from openjmp.train.finetune import FinetuneResult
-from openjmp.train.finetune_data import (
+from openjmp.train.finetune.data import (
     FinetuneDataModule,
     check_labels,
     iterate_batches,
     load_finetune_splits,
 )
+from openjmp.train.finetune.result import FinetuneResult
 
 FrozenHead = Literal["ridge", "mlp"]
 PARTS = ("train", "val", "test")
@@ -120,10 +120,21 @@ def _pooled_module(
 
 
 def run_frozen(
-    config: FinetuneConfig, *, out_dir: Path, head: FrozenHead = "ridge", progress: bool = True
+    config: FinetuneConfig,
+    *,
+    out_dir: Path,
+    head: FrozenHead | None = None,
+    progress: bool = True,
 ) -> FinetuneResult:
-    """Fit frozen-backbone heads for ``config`` (module docstring)."""
+    """Fit frozen-backbone heads for ``config`` (module docstring): ``config.adaptation``
+    ("ridge" or "mlp"; ridge for a "full" config), or ``head`` when given; the run's
+    ``config.yaml`` records the one used."""
     t0 = time.perf_counter()
+    if head is None:
+        head = config.adaptation if config.adaptation in ("ridge", "mlp") else "ridge"  # type: ignore[assignment]
+    if config.residual_references is not None:
+        raise ConfigError("residual_references needs adaptation: full (end-to-end training)")
+    config = config.model_copy(update={"adaptation": head})  # the run's config.yaml says so
     config = resolve_architecture(config)
     _check_heads(config)
     out_dir = check_writable_dir(out_dir, "run directory")

@@ -450,7 +450,10 @@ def _tmpdir() -> str:
     import tempfile
 
     if not _TMP:
+        import atexit
+
         _TMP.append(tempfile.mkdtemp(prefix="openjmp-fuzz-seed-"))
+        atexit.register(shutil.rmtree, _TMP[0], True)
     return _TMP[0]
 
 

@@ -86,7 +86,12 @@ def _run_reader(name: str, args: argparse.Namespace, workdir: Path) -> dict:
             cmd += ["--out", str(args.out)]
         result.unlink(missing_ok=True)
         progress.unlink(missing_ok=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:  # the alarm cannot stop a loop inside a C library: the child gets a deadline too
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=left + 3 * args.limit + 60)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            proc = subprocess.CompletedProcess(cmd, -9, "", str(exc.stderr or "")[-1500:])
+            proc.stderr = f"killed after its deadline (a read hung inside C code) {proc.stderr}"
         if result.is_file():  # the slice finished (a crash while exiting is noted apart)
             r = json.loads(result.read_text())
             inputs += r["inputs"]

@@ -115,8 +115,9 @@ def mutate_array(a: Any, rng: np.random.Generator) -> Any:
     if op == 6 and arr.size and arr.dtype.kind in "iuf":  # integer-like values changed
         out = arr.copy()
         flat = out.reshape(-1)
+        value = rng.choice([0, -1, 119, 255, 1000])
         with np.errstate(all="ignore"):
-            flat[int(rng.integers(flat.size))] = rng.choice([0, -1, 119, 255, 1000])
+            flat[int(rng.integers(flat.size))] = np.array(value).astype(out.dtype)  # wraps
         return out
     if op == 7:  # huge or scaled values
         with np.errstate(all="ignore"):
@@ -450,7 +451,10 @@ def _tmpdir() -> str:
     import tempfile
 
     if not _TMP:
+        import atexit
+
         _TMP.append(tempfile.mkdtemp(prefix="openjmp-fuzz-seed-"))
+        atexit.register(shutil.rmtree, _TMP[0], True)
     return _TMP[0]
 
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from writers import _Global, _Pickler, _Reduce, dumps_pyg1
 
-from openjmp.io.pyg_pickle import loads_pyg, safe_loads
+from openjmp.io.safe_pickle import loads_pyg, safe_loads
 
 
 @pytest.fixture

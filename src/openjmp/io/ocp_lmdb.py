@@ -45,7 +45,7 @@ from openjmp.io._common import (
     report,
     scalar,
 )
-from openjmp.io.pyg_pickle import loads_pyg, safe_loads
+from openjmp.io.safe_pickle import loads_pyg, safe_loads
 from openjmp.records import AtomsRecord
 
 __all__ = ["OCPLmdb", "load_ref_energies", "read", "record_from_fields"]

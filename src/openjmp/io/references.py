@@ -19,17 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from openjmp.errors import DataError
-
-NUM_ELEMENTS = 120
+from openjmp.records import N_ELEMENTS
 
 
 def _from_mapping(path: Path, data: dict[str, object]) -> np.ndarray:
     from ase.data import atomic_numbers
 
-    table = np.zeros(NUM_ELEMENTS)
+    table = np.zeros(N_ELEMENTS)
     for key, value in data.items():
         z = int(key) if str(key).isdigit() else atomic_numbers.get(str(key))
-        if z is None or not 0 < z < NUM_ELEMENTS:
+        if z is None or not 0 < z < N_ELEMENTS:
             raise DataError(path, key, "not an element symbol or atomic number")
         try:
             table[z] = float(value)  # type: ignore[arg-type]

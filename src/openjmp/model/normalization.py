@@ -26,8 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-NUM_ELEMENTS = 120
-"""Rows of a default reference table: index Z = 0..119 (index 0 unused)."""
+from openjmp.records import N_ELEMENTS
 
 
 class ElementReferences(nn.Module):
@@ -52,13 +51,13 @@ class ElementReferences(nn.Module):
         self.register_buffer("references", ref)
 
     @classmethod
-    def zeros(cls, num_elements: int = NUM_ELEMENTS) -> ElementReferences:
+    def zeros(cls, num_elements: int = N_ELEMENTS) -> ElementReferences:
         """No referencing (all zeros)."""
         return cls(torch.zeros(num_elements, dtype=torch.float64))
 
     @classmethod
     def from_mapping(
-        cls, values: Mapping[int, float], num_elements: int = NUM_ELEMENTS
+        cls, values: Mapping[int, float], num_elements: int = N_ELEMENTS
     ) -> ElementReferences:
         """From {Z: eV}; elements not listed get 0."""
         ref = torch.zeros(num_elements, dtype=torch.float64)

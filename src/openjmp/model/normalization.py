@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from openjmp.graph.scatter import segment_sum
 from openjmp.records import N_ELEMENTS
 
 
@@ -83,9 +84,8 @@ class ElementReferences(nn.Module):
                     f"atomic number {z_max} has no linear reference (table covers Z < "
                     f"{self.num_elements}); refit the references on data that contains it"
                 )
-        per_atom = self.references[atomic_numbers.long()]
-        out = torch.zeros(num_structures, dtype=torch.float64, device=per_atom.device)
-        return out.index_add_(0, batch, per_atom)
+        per_atom = self.references[atomic_numbers.long()].to(torch.float64)
+        return segment_sum(per_atom, batch, num_structures)
 
     def subtract(self, energy: Tensor, atomic_numbers: Tensor, batch: Tensor) -> Tensor:
         """(B,) energy − Σ ref, in ``energy``'s dtype (eV)."""

@@ -24,6 +24,7 @@ from typing import Any
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
 from openjmp.data.cache import atomic_write_bytes
 from openjmp.io.paths import check_writable_dir
+from openjmp.plots import parity
 from openjmp.tasks.finetune_targets import FORCES, target_name
 from openjmp.train.finetune import evaluation_device, load_task, predict_dataset
 from openjmp.train.finetune_data import FinetuneDataModule, load_finetune_splits
@@ -130,8 +131,6 @@ def evaluate_checkpoint(
     plots: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``checkpoint`` on ``parts``; returns {part: report} and writes the files."""
-    from openjmp.study.plots import parity
-
     checkpoint = Path(checkpoint)
     run_dir = checkpoint.parent.parent
     out = check_writable_dir(

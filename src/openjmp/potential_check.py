@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from openjmp import plots
 from openjmp.errors import ConfigError
 from openjmp.io.paths import check_writable_dir
 
@@ -237,22 +238,22 @@ def dimer_curves(
     return curves
 
 
-def _plot(path: Path, series: list[tuple[Any, Any, str]], xlabel: str, ylabel: str, title: str,
-          marker: str | None = None) -> None:  # fmt: skip
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(
+    path: Path,
+    series: list[tuple[Any, Any, str]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    marker: str | None = None,
+) -> None:
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for x, y, label in series:
         ax.plot(x, y, label=label, marker=marker)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if len(series) > 1:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- driver

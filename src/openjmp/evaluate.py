@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
-from openjmp.data.cache import atomic_write_bytes
-from openjmp.io.paths import check_writable_dir
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.plots import parity
 from openjmp.tasks.finetune_targets import FORCES, target_name
 from openjmp.train.finetune import evaluation_device, load_task, predict_dataset

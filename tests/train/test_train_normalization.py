@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny_data import molecules  # noqa: E402
 
 from openjmp.config.common import ForceNormalization, LinearReferences, Normalization  # noqa: E402
-from openjmp.data.cache import write_store  # noqa: E402
+from openjmp.data.cache_writer import write_store  # noqa: E402
 from openjmp.errors import ConfigError, DataError  # noqa: E402
 from openjmp.records import AtomsRecord  # noqa: E402
 from openjmp.train.normalization import resolve_normalization  # noqa: E402

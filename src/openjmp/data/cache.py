@@ -207,13 +207,3 @@ class RecordStore:
 
     def __repr__(self) -> str:
         return f"RecordStore({str(self.path)!r}, n={len(self)})"
-
-
-def __getattr__(name: str) -> Any:
-    """``StoreWriter``, ``write_store`` and ``atomic_write_bytes`` live in
-    :mod:`openjmp.data.cache_writer`; they are importable from here too (lazily, no cycle)."""
-    if name in ("StoreWriter", "write_store", "atomic_write_bytes"):
-        from openjmp.data import cache_writer
-
-        return getattr(cache_writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

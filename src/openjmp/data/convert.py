@@ -17,12 +17,12 @@ from typing import Any, Literal
 import numpy as np
 
 from openjmp.data.cache import RecordStore
-from openjmp.data.cache_writer import StoreWriter, atomic_write_bytes
+from openjmp.data.cache_writer import StoreWriter
 from openjmp.data.duplicates import duplicate_groups, keep_together, structure_key
 from openjmp.data.splits import fixed_parts, make_splits, save_splits
 from openjmp.data.statistics import compute_statistics
 from openjmp.errors import DataError
-from openjmp.io.paths import check_writable_dir
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.progress import bar
 from openjmp.progress import enabled_as as progress_on
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from openjmp.data.cache_writer import atomic_write_bytes
 from openjmp.errors import DataError
+from openjmp.io.paths import atomic_write_bytes
 
 __all__ = [
     "MD22_TRAIN_SIZES",

@@ -143,7 +143,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
 
 
 def _write_config(config: PretrainConfig, out_dir: Path) -> None:
-    from openjmp.data.cache import atomic_write_bytes
+    from openjmp.io.paths import atomic_write_bytes
 
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     atomic_write_bytes(out_dir / "config.yaml", text.encode())

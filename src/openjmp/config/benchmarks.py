@@ -11,10 +11,8 @@ placeholders under ``data/``: point them at your copies with ``--set data.train.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from openjmp.config.finetune import FinetuneConfig
+from collections.abc import Sequence
+from typing import Any
 
 # --- QM9: (mean, std) after atom references; Appendix B (eps_HOMO per errata 8) ---------------
 QM9_NORMALIZATION: dict[str, tuple[float, float]] = {
@@ -96,16 +94,9 @@ MATBENCH_IS_METAL_WEIGHTS = [1.0, 1.34219693]
 QMOF_NORMALIZATION = (2.1866251527, 1.175752521125648)
 
 
-def _graph(
-    cutoff: float, k: int, pbc: bool, dummy_cell: bool = False, caps: bool = False
-) -> dict[str, Any]:
-    return {
-        "cutoff": cutoff,
-        "max_neighbors": k,
-        "pbc": pbc,
-        "dummy_cell": dummy_cell,
-        "atom_count_caps": caps,
-    }
+def _graph(setting: str) -> dict[str, Any]:
+    """The dataset's graph: the authors' setting in `openjmp.graph.spec.GRAPH_SETTINGS`."""
+    return {"setting": setting}
 
 
 def _forces_part(
@@ -137,7 +128,7 @@ def _qm9(target: str) -> dict[str, Any]:
             "format": "qm9",
             "train": {"path": "data/qm9/dsgdb9nsd.xyz.tar.bz2"},
             "split": {"counts": [None, 10_000, 10_000], "seed": 42},
-            "graph": _graph(8.0, 30, False),
+            "graph": _graph("qm9"),
         },
         "heads": [head],
         "monitor": {"metric": f"{target}_mae", "mode": "min"},
@@ -159,7 +150,7 @@ def _rmd17(molecule: str) -> dict[str, Any]:
         "md_npz",
         f"data/rmd17/npz_data/rmd17_{molecule}.npz",
         {"counts": [950, 50, None], "seed": 42},
-        _graph(7.0, 100, False),
+        _graph("rmd17"),
         head,
     )
     part.update(
@@ -187,7 +178,7 @@ def _md22(molecule: str) -> dict[str, Any]:
         "md_npz",
         f"data/md22/md22_{molecule}.npz",
         {"counts": [train_size - val, val, None], "seed": 42},
-        _graph(12.0, 30, False, dummy_cell=True),
+        _graph("md22"),
         head,
     )
     part.update(
@@ -210,7 +201,7 @@ def _spice(subset: str) -> dict[str, Any]:
         "spice",
         f"data/spice/{subset}.h5",
         {"fractions": [0.8, None, 0.1], "seed": 42},
-        _graph(12.0, 30, False, dummy_cell=True),
+        _graph("spice"),
         head,
     )
     part.update(name=f"spice-{subset}", loader={"batch_size": 2}, precision="16-mixed")
@@ -247,7 +238,7 @@ def _matbench(task: str, fold: int) -> dict[str, Any]:
             "train": {"path": f"data/matbench/matbench_{task}.json.gz"},
             "fold": fold,
             "split": {"fractions": [0.9, None, 0.0], "seed": 42},
-            "graph": _graph(12.0, 30, True, caps=True),
+            "graph": _graph("matbench"),
         },
         "heads": [head],
         "monitor": monitor,
@@ -264,7 +255,7 @@ def _qmof() -> dict[str, Any]:
             "format": "qmof",
             "train": {"path": "data/qmof/qmof_database"},
             "split": {"fractions": [0.8, None, 0.1], "seed": 42},
-            "graph": _graph(19.0, 30, True, caps=True),
+            "graph": _graph("qmof"),
         },
         # pooling: mean as config/all-jmp-l-configs.py (errata 7; configs/finetune/qmof.py says sum)
         "heads": [
@@ -301,13 +292,13 @@ def benchmark_parts() -> dict[str, dict[str, Any]]:
     return parts
 
 
-def check_matbench_fold(config: FinetuneConfig) -> None:
-    """Raise if a MatBench run normalises with another fold's statistics (e.g. after
-    ``--set data.fold=3`` on a fold-0 preset): each fold has its own (mean, std)."""
-    data = config.data
-    if data.format != "matbench" or data.fold is None:
+def check_matbench_fold(fmt: str, fold: int | None, heads: Sequence[Any]) -> None:
+    """Raise if a MatBench run (data format ``fmt``, ``fold``) normalises ``heads`` (head
+    configs) with another fold's statistics (e.g. after ``--set data.fold=3`` on a fold-0
+    preset): each fold has its own (mean, std)."""
+    if fmt != "matbench" or fold is None:
         return
-    for head in config.heads:
+    for head in heads:
         norm = getattr(head, "normalization", None)
         if norm is None or norm.mean is None:
             continue
@@ -315,9 +306,9 @@ def check_matbench_fold(config: FinetuneConfig) -> None:
             if MATBENCH_TASKS[task][0] != getattr(head, "target", None):
                 continue
             folds = [k for k, (m, s) in enumerate(stats) if (m, s) == (norm.mean, norm.std)]
-            if folds and data.fold not in folds:
+            if folds and fold not in folds:
                 raise ValueError(
-                    f"data.fold is {data.fold} but the normalisation is MatBench {task} fold "
-                    f"{folds[0]}'s; use preset matbench-{task}-fold{data.fold} or set the "
+                    f"data.fold is {fold} but the normalisation is MatBench {task} fold "
+                    f"{folds[0]}'s; use preset matbench-{task}-fold{fold} or set the "
                     f"normalisation explicitly"
                 )

@@ -20,7 +20,7 @@ import re
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, overload
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -31,7 +31,7 @@ from openjmp.config.pretrain import PretrainConfig
 from openjmp.config.yaml_text import parse_yaml_value, read_yaml_text
 from openjmp.errors import ConfigError
 
-CONFIG_CLASSES: dict[str, type[BaseModel]] = {
+CONFIG_CLASSES: dict[str, type[PretrainConfig] | type[FinetuneConfig]] = {
     "pretrain": PretrainConfig,
     "finetune": FinetuneConfig,
 }
@@ -197,6 +197,18 @@ def _explain(
 # -------------------------------------------------------------------------------------- loading
 
 
+@overload
+def load_config(
+    source: str | Path, kind: Literal["pretrain"], overrides: Sequence[str] = ()
+) -> PretrainConfig: ...
+@overload
+def load_config(
+    source: str | Path, kind: Literal["finetune"], overrides: Sequence[str] = ()
+) -> FinetuneConfig: ...
+@overload
+def load_config(
+    source: str | Path, kind: Kind | None = None, overrides: Sequence[str] = ()
+) -> PretrainConfig | FinetuneConfig: ...
 def load_config(
     source: str | Path, kind: Kind | None = None, overrides: Sequence[str] = ()
 ) -> PretrainConfig | FinetuneConfig:
@@ -240,13 +252,15 @@ def load_config(
     blame += _follow_max_steps(data, [key for (key, _), _ in parsed], blame)
     cls = CONFIG_CLASSES[kind]
     try:
-        return cls.model_validate(data)  # type: ignore[return-value]
+        return cls.model_validate(data)
     except ValidationError as exc:
         raise _explain(exc, cls, data, label, blame) from None
 
 
-_STEPS = {("trainer", "max_steps"): ("schedule", "max_steps"),
-          ("schedule", "max_steps"): ("trainer", "max_steps")}  # fmt: skip
+_STEPS = {
+    ("trainer", "max_steps"): ("schedule", "max_steps"),
+    ("schedule", "max_steps"): ("trainer", "max_steps"),
+}
 
 
 def _follow_max_steps(
@@ -256,7 +270,7 @@ def _follow_max_steps(
     the other follows it if the schedule counts steps (a preset's 600-step schedule would
     otherwise go on under a 100-step run, its learning rate never decaying). Returns the
     derived keys with the override to name in errors."""
-    derived = []
+    derived: list[tuple[Path_, str]] = []
     for src, dst in _STEPS.items():
         if src not in set_keys or dst in set_keys or ("schedule", "max_epochs") in set_keys:
             continue
@@ -274,12 +288,12 @@ def _follow_max_steps(
 
 def load_pretrain_config(source: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
     """`load_config` for ``openjmp pretrain``."""
-    return load_config(source, "pretrain", overrides)  # type: ignore[return-value]
+    return load_config(source, "pretrain", overrides)
 
 
 def load_finetune_config(source: str | Path, overrides: Sequence[str] = ()) -> FinetuneConfig:
     """`load_config` for ``openjmp finetune``."""
-    return load_config(source, "finetune", overrides)  # type: ignore[return-value]
+    return load_config(source, "finetune", overrides)
 
 
 def dump_config(config: BaseModel) -> str:

@@ -147,9 +147,22 @@ class RecordStore:
     def _columns(self) -> dict[str, Any]:
         """Every column this process needs for ``__getitem__``, opened once per process."""
         if self._pid != os.getpid() or "_all" not in self._maps:
-            names = ["offsets", "atomic_numbers", "positions", "cell", "pbc", "tags", "fixed",
-                     "energy", "has_energy", "source_id", "dataset_id", "index_kind",
-                     "index_offsets", "index_blob"]  # fmt: skip
+            names = [
+                "offsets",
+                "atomic_numbers",
+                "positions",
+                "cell",
+                "pbc",
+                "tags",
+                "fixed",
+                "energy",
+                "has_energy",
+                "source_id",
+                "dataset_id",
+                "index_kind",
+                "index_offsets",
+                "index_blob",
+            ]
             cols: dict[str, Any] = {n: self.column(n) for n in names}
             for opt, has in (("forces", "has_forces"), ("stress", "has_stress")):
                 cols[opt] = (self.column(opt), self.column(has)) if self.has_column(opt) else None

@@ -285,8 +285,13 @@ class StoreWriter:
 
     def abort(self) -> None:
         """Close files and delete the temporary directory."""
-        for col in [*self.atom_cols.values(), *self.rec_cols.values(), *self.optional.values(),
-                    self.offsets, self.index_offsets]:  # fmt: skip
+        for col in [
+            *self.atom_cols.values(),
+            *self.rec_cols.values(),
+            *self.optional.values(),
+            self.offsets,
+            self.index_offsets,
+        ]:
             if not col.fh.closed:
                 col.fh.close()
         for col, has in self.targets.values():

@@ -94,8 +94,15 @@ def convert(
         store = writer.finish(meta)
         name = dataset or infer_dataset(store)
         try:
-            splits = make_splits(name, store.ids, store.natoms, seed=seed, source=src,
-                                 labels=_labels(store), **(split_options or {}))  # fmt: skip
+            splits = make_splits(
+                name,
+                store.ids,
+                store.natoms,
+                seed=seed,
+                source=src,
+                labels=_labels(store),
+                **(split_options or {}),
+            )
         except DataError as err:
             raise DataError(err.source or src, err.index, err.problem) from None
         splits, dups = keep_together(

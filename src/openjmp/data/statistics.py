@@ -97,8 +97,13 @@ def _chunks(records: Records, indices: Sequence[int] | np.ndarray | None) -> Ite
         for r in part:
             for k, v in r.targets.items():
                 targets.setdefault(k, []).append(v)
-        yield _Chunk(natoms, z, energy, np.concatenate(with_f) if with_f else None,
-                     {k: np.asarray(v) for k, v in targets.items()})  # fmt: skip
+        yield _Chunk(
+            natoms,
+            z,
+            energy,
+            np.concatenate(with_f) if with_f else None,
+            {k: np.asarray(v) for k, v in targets.items()},
+        )
 
 
 def _store_chunks(store: RecordStore, indices) -> Iterator[_Chunk]:
@@ -198,8 +203,13 @@ class _Moments:
             return None
         mean_d = self.s1 / self.n
         var = max(self.s2 / self.n - mean_d * mean_d, 0.0)
-        return {"count": self.n, "mean": self.shift + mean_d, "std": float(np.sqrt(var)),
-                "min": self.lo, "max": self.hi}  # fmt: skip
+        return {
+            "count": self.n,
+            "mean": self.shift + mean_d,
+            "std": float(np.sqrt(var)),
+            "min": self.lo,
+            "max": self.hi,
+        }
 
 
 def compute_statistics(
@@ -264,8 +274,12 @@ def compute_statistics(
             energy["referenced"] = ref_m.result()
     forces = None
     if f_atoms:
-        forces = {"rms": float(np.sqrt(f_sq / (3 * f_atoms))), "mean_norm": f_norm_sum / f_atoms,
-                  "max_norm": f_max, "n_atoms": f_atoms}  # fmt: skip
+        forces = {
+            "rms": float(np.sqrt(f_sq / (3 * f_atoms))),
+            "mean_norm": f_norm_sum / f_atoms,
+            "max_norm": f_max,
+            "n_atoms": f_atoms,
+        }
     target_stats = {}
     for name, acc in targets.items():
         if isinstance(acc, list):

@@ -477,8 +477,14 @@ def _iterate(
             try:
                 fields = db.fields(i)
                 file, _ = db.locate(i)
-                rec = record_from_fields(fields, source=str(file), index=i, dataset=dataset,
-                                         ref_energies=refs, default_dataset=default)  # fmt: skip
+                rec = record_from_fields(
+                    fields,
+                    source=str(file),
+                    index=i,
+                    dataset=dataset,
+                    ref_energies=refs,
+                    default_dataset=default,
+                )
             except DataError as err:
                 report(err, on_error)
                 continue

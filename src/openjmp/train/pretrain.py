@@ -40,7 +40,7 @@ from openjmp.tasks.pretrain import (
     disable_dropout_boost,
 )
 from openjmp.train.callbacks import elapsed_time
-from openjmp.train.datamodule import DatasetSpec, MultiDatasetDataModule, SamplingSpec
+from openjmp.train.datamodule import MultiDatasetDataModule
 from openjmp.train.trainer import build_trainer, model_dtype
 
 ValHistory = list[tuple[int, dict[str, dict[str, float]]]]
@@ -86,12 +86,11 @@ def backbone_config(config: PretrainConfig) -> GemNetOCConfig:
 
 
 def build_datamodule(config: PretrainConfig, out_dir: Path) -> MultiDatasetDataModule:
-    s = config.sampling
     return MultiDatasetDataModule(
-        [DatasetSpec.from_config(d) for d in config.resolved_datasets()],
+        config.resolved_datasets(),
         config.loader,
         Path(out_dir) / "cache",
-        sampling=SamplingSpec(s.mode, s.temperature, s.ratios),
+        sampling=config.sampling,
         edge_dropout=config.edge_dropout,
         seed=config.trainer.seed,
     )

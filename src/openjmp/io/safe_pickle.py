@@ -239,10 +239,9 @@ def _loads(data: bytes, **kwargs: Any) -> Any:
 
 restricted_pickle = types.ModuleType("openjmp_restricted_pickle")
 """Module for ``torch.load(..., pickle_module=restricted_pickle)``: pickle with the allow-list."""
-restricted_pickle.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
-restricted_pickle.UnpicklingError = pickle.UnpicklingError  # type: ignore[attr-defined]
-restricted_pickle.load = _load  # type: ignore[attr-defined]
-restricted_pickle.loads = _loads  # type: ignore[attr-defined]
+restricted_pickle.__dict__.update(
+    Unpickler=RestrictedUnpickler, UnpicklingError=pickle.UnpicklingError, load=_load, loads=_loads
+)
 
 
 def safe_torch_load(path: str | Path, map_location: Any = "cpu", *, mmap: bool = False) -> Any:

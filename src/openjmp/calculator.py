@@ -27,6 +27,7 @@ Predictor`), and energy, forces and stress come from one forward and one backwar
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,11 @@ class JMPCalculator(Calculator):
         if isinstance(model, (str, Path)):
             model = load_model(model, device=device or "cpu", dtype=dtype, references=references)
         self.model = model
-        options = {"head": head, "graph": graph, "unknown_elements": unknown_elements}
+        self._predictor = functools.partial(
+            Predictor, head=head, graph=graph, forces=forces, unknown_elements=unknown_elements
+        )
         # fail now, not at the first step; the stress variant is made on first request
-        self._predictors = {
-            False: Predictor(model, forces=forces, device=device, **options)  # type: ignore[arg-type]
-        }
-        self._options = {**options, "forces": forces}
+        self._predictors = {False: self._predictor(model, device=device)}
         if self._predictors[False].energy_head is None:
             raise DataError(None, None, "JMPCalculator needs a model with an energy head")
 
@@ -89,7 +89,7 @@ class JMPCalculator(Calculator):
 
     def _with_stress(self) -> Predictor:
         if True not in self._predictors:
-            self._predictors[True] = Predictor(self.model, stress=True, **self._options)  # type: ignore[arg-type]
+            self._predictors[True] = self._predictor(self.model, stress=True)
         return self._predictors[True]
 
     def calculate(

@@ -31,12 +31,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from openjmp import plots
 from openjmp.errors import ConfigError
 from openjmp.io.paths import check_writable_dir
+
+if TYPE_CHECKING:
+    from openjmp.api import ForceMode
 
 Status = Literal["pass", "warn", "skip"]
 
@@ -179,13 +183,24 @@ def check_nve(calc: Any, atoms: Any, steps: int, out: Path | None, seed: int) ->
         return Check("nve drift", "warn", None, "meV/atom/ps", "< 1", "the run blew up")
     drift = drift_per_atom_ps(t, e, len(a))
     if out is not None:
-        _plot(out / "nve.png", [(t, (e - e[0]) * 1000 / len(a), "total energy")],
-              "time (fs)", "E - E(0) (meV/atom)", "NVE, 300 K start, 0.5 fs")  # fmt: skip
+        _plot(
+            out / "nve.png",
+            [(t, (e - e[0]) * 1000 / len(a), "total energy")],
+            "time (fs)",
+            "E - E(0) (meV/atom)",
+            "NVE, 300 K start, 0.5 fs",
+        )
     status: Status = "pass" if abs(drift) < 1.0 else "warn"
     spread = float((e.max() - e.min()) * 1000 / len(a))
-    return Check("nve drift", status, drift, "meV/atom/ps", "|drift| < 1",
-                 f"{steps} steps of {dt} fs, {len(a)} atoms, spread {spread:.3g} meV/atom",
-                 {"time_fs": t.tolist(), "total_energy": e.tolist()})  # fmt: skip
+    return Check(
+        "nve drift",
+        status,
+        drift,
+        "meV/atom/ps",
+        "|drift| < 1",
+        f"{steps} steps of {dt} fs, {len(a)} atoms, spread {spread:.3g} meV/atom",
+        {"time_fs": t.tolist(), "total_energy": e.tolist()},
+    )
 
 
 def check_eos(calc: Any, atoms: Any, out: Path | None) -> Check:
@@ -202,8 +217,14 @@ def check_eos(calc: Any, atoms: Any, out: Path | None) -> Check:
         energies.append(a.get_potential_energy())
     v, e = np.array(volumes), np.array(energies)
     if out is not None:
-        _plot(out / "eos.png", [(v, e, "model")], "volume (Å^3)", "energy (eV)",
-              f"equation of state, {atoms.get_chemical_formula()}", marker="o")  # fmt: skip
+        _plot(
+            out / "eos.png",
+            [(v, e, "model")],
+            "volume (Å^3)",
+            "energy (eV)",
+            f"equation of state, {atoms.get_chemical_formula()}",
+            marker="o",
+        )
     try:
         v0, _, b = EquationOfState(v, e, eos="birchmurnaghan").fit()
     except (RuntimeError, ValueError) as exc:
@@ -215,8 +236,15 @@ def check_eos(calc: Any, atoms: Any, out: Path | None) -> Check:
     detail = f"V0 {v0:.4g} Å^3 of {v.min():.4g}-{v.max():.4g}" + (
         "" if inside else ", outside the scan"
     )
-    return Check("eos bulk modulus", status, float(b / GPa), "GPa", "B > 0, V0 inside ±8 %", detail,
-                 {"volume": v.tolist(), "energy": e.tolist()})  # fmt: skip
+    return Check(
+        "eos bulk modulus",
+        status,
+        float(b / GPa),
+        "GPa",
+        "B > 0, V0 inside ±8 %",
+        detail,
+        {"volume": v.tolist(), "energy": e.tolist()},
+    )
 
 
 def dimer_curves(
@@ -237,22 +265,22 @@ def dimer_curves(
     return curves
 
 
-def _plot(path: Path, series: list[tuple[Any, Any, str]], xlabel: str, ylabel: str, title: str,
-          marker: str | None = None) -> None:  # fmt: skip
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(
+    path: Path,
+    series: list[tuple[Any, Any, str]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    marker: str | None = None,
+) -> None:
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for x, y, label in series:
         ax.plot(x, y, label=label, marker=marker)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if len(series) > 1:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- driver
@@ -262,7 +290,7 @@ def run_checks(
     *,
     head: str | None = None,
     graph: Any = None,
-    forces: str = "auto",
+    forces: ForceMode = "auto",
     nve_steps: int = 200,
     max_pairs: int = 6,
     out_dir: str | Path | None = None,
@@ -279,9 +307,9 @@ def run_checks(
     out = None if out_dir is None else check_writable_dir(out_dir, "report directory")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    calc = JMPCalculator(model, head=head, graph=graph, forces=forces)  # type: ignore[arg-type]
+    calc = JMPCalculator(model, head=head, graph=graph, forces=forces)
     model64 = copy.deepcopy(model).to(torch.float64)
-    calc64 = JMPCalculator(model64, head=head, graph=graph, forces=forces)  # type: ignore[arg-type]
+    calc64 = JMPCalculator(model64, head=head, graph=graph, forces=forces)
     spec = calc.predictor.graph
     elements = calc.predictor.elements
     if structures is None:
@@ -304,7 +332,16 @@ def run_checks(
             checks.append(check_stress(calc64, atoms, label))
     periodic = [a for a in structures if a.pbc.all() and spec.pbc]
     if not periodic:
-        checks.append(Check("stress / eos", "skip", None, "", "periodic bulk", "no periodic structure (or a non-periodic graph)"))  # fmt: skip
+        checks.append(
+            Check(
+                "stress / eos",
+                "skip",
+                None,
+                "",
+                "periodic bulk",
+                "no periodic structure (or a non-periodic graph)",
+            )
+        )
     else:
         checks.append(check_eos(calc, periodic[0], out))
     target = periodic[0] if periodic else structures[0]
@@ -314,12 +351,25 @@ def run_checks(
     for name, (r, e) in curves.items():
         status, why = dimer_verdict(r, e)
         e_min = float(e.min())
-        checks.append(Check(f"dimer {name}", status, float(r[int(np.argmin(e))]), "Å (min)",
-                            "repulsive, smooth, one minimum", why or f"well depth {-e_min:.3g} eV",
-                            {"r": r.tolist(), "energy": e.tolist()}))  # fmt: skip
+        checks.append(
+            Check(
+                f"dimer {name}",
+                status,
+                float(r[int(np.argmin(e))]),
+                "Å (min)",
+                "repulsive, smooth, one minimum",
+                why or f"well depth {-e_min:.3g} eV",
+                {"r": r.tolist(), "energy": e.tolist()},
+            )
+        )
     if out is not None and curves:
-        _plot(out / "dimers.png", [(r, e, n) for n, (r, e) in curves.items()], "distance (Å)",
-              "E - E(cutoff) (eV)", "dimer curves")  # fmt: skip
+        _plot(
+            out / "dimers.png",
+            [(r, e, n) for n, (r, e) in curves.items()],
+            "distance (Å)",
+            "E - E(cutoff) (eV)",
+            "dimer curves",
+        )
         report = {"graph": spec.to_dict(), "checks": [asdict(c) for c in checks]}
         (out / "report.json").write_text(json.dumps(report, indent=1))
     return checks

@@ -45,8 +45,15 @@ def enabled_as(value: bool) -> Iterator[None]:
         _ENABLED.pop()
 
 
-def bar(iterable: Iterable[T], desc: str, *, total: int | None = None, unit: str = "it",
-        leave: bool = False, **kwargs: Any) -> Iterable[T]:  # fmt: skip
+def bar(
+    iterable: Iterable[T],
+    desc: str,
+    *,
+    total: int | None = None,
+    unit: str = "it",
+    leave: bool = False,
+    **kwargs: Any,
+) -> Iterable[T]:
     """``iterable`` wrapped in a tqdm bar when progress is `enabled`, else unchanged
     (``leave``: keep the final line, e.g. the record count of a conversion)."""
     if not enabled():

@@ -14,10 +14,11 @@ import ase.io
 import numpy as np
 import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
-from writers import HARTREE, emt_label, molecule_frames, write_ani1x
 
 from openjmp.data.check import check_path, check_records
 from openjmp.records import AtomsRecord
+
+from helpers.writers import HARTREE, emt_label, molecule_frames, write_ani1x
 
 
 def _trajectory(n: int = 8, scale: float = 1.0) -> list[AtomsRecord]:

@@ -14,7 +14,14 @@ import types
 
 import numpy as np
 import pytest
-from writers import (
+
+from openjmp.cli.main import main
+from openjmp.data.cache import RecordStore
+from openjmp.data.splits import load_splits, rmd17_split
+from openjmp.io import read_records
+from openjmp.io.matbench import mbids
+
+from helpers.writers import (
     bulk_structures,
     molecule_frames,
     write_matbench,
@@ -22,12 +29,6 @@ from writers import (
     write_rmd17,
     write_t1x,
 )
-
-from openjmp.cli.main import main
-from openjmp.data.cache import RecordStore
-from openjmp.data.splits import load_splits, rmd17_split
-from openjmp.io import read_records
-from openjmp.io.matbench import mbids
 
 
 def test_convert_rmd17_with_split_and_statistics(tmp_path, capsys) -> None:
@@ -146,9 +147,10 @@ def test_convert_keeps_identical_structures_in_one_part(tmp_path, capsys) -> Non
     training structure); without copies the split is exactly the authors' seeded one."""
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
-    from writers import emt_label
 
     from openjmp.data.splits import fraction_split
+
+    from helpers.writers import emt_label
 
     frames = []
     for a in molecule_frames("CH3CH2OH", 30, seed=5):

@@ -4,10 +4,11 @@ evaluation use the same `openjmp.progress.bar`), off under ``--no-progress`` and
 from __future__ import annotations
 
 import pytest
-from writers import molecule_frames, write_rmd17
 
 from openjmp import progress
 from openjmp.cli.main import main
+
+from helpers.writers import molecule_frames, write_rmd17
 
 
 @pytest.mark.parametrize(

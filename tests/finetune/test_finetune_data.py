@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read, write
-from ft_helpers import tiny_config
 
 from openjmp.config.finetune import ScalarHead
 from openjmp.data.splits import fraction_split
@@ -30,6 +29,8 @@ from openjmp.tasks.finetune_stats import (
     resolve_statistics,
 )
 from openjmp.train.finetune.data import check_labels, load_finetune_splits
+
+from helpers.ft_helpers import tiny_config
 
 
 def test_split_reproduces_the_authors_cut(tmp_path: Path, molecules_file: Path) -> None:

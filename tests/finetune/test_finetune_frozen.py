@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ft_helpers import batch_of, molecules, tiny_config, write_molecules
 from sklearn.linear_model import Ridge
 
 import openjmp
@@ -27,6 +26,8 @@ from openjmp.tasks.frozen import ALPHAS, Standardizer, fit_ridge, pooled_feature
 from openjmp.train.finetune.data import load_finetune_splits
 from openjmp.train.finetune.frozen import run_frozen
 from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import batch_of, molecules, tiny_config, write_molecules
 
 
 def test_ridge_matches_sklearn_and_picks_alpha_on_val() -> None:

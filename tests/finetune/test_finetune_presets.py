@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ft_helpers import TINY_BACKBONE, llrd_override, molecules
 
 from openjmp.config import load_config
 from openjmp.graph.collate import collate
@@ -26,6 +25,8 @@ from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.tasks.finetune_stats import resolve_statistics
 from openjmp.train.backbone import build_backbone, uses_direct_forces
+
+from helpers.ft_helpers import TINY_BACKBONE, llrd_override, molecules
 
 QM9_TARGETS = [
     "mu",

@@ -22,13 +22,14 @@ import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
-from ft_helpers import batch_of, tiny_config
 
 from openjmp.errors import ConfigError
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune_stats import element_counts
 from openjmp.train.finetune.full import build_task, load_task
 from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import batch_of, tiny_config
 
 SHIFT = {1: 0.5, 6: 3.0, 7: -2.5, 8: 4.0}
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from ft_helpers import tiny_config
 
 from openjmp.model.checkpoint import read_checkpoint
 from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import tiny_config
 
 
 class Crash(Exception):

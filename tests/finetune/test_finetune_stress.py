@@ -24,10 +24,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.filters import FrechetCellFilter
 from ase.io import write
 from ase.optimize import BFGS
-from ft_helpers import tiny_config
 
 import openjmp
 from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import tiny_config
 
 
 def cells(n: int) -> list:

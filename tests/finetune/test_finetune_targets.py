@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ft_helpers import batch_of, molecules, tiny_config
 from sklearn.metrics import balanced_accuracy_score
 
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator, array_metrics
 from openjmp.train.backbone import build_backbone, uses_direct_forces
+
+from helpers.ft_helpers import batch_of, molecules, tiny_config
 
 REFS = [0.0, -0.7, 0.0, 0.0, 0.0, 0.0, -2.1, -1.6, -3.0]  # H, C, N, O (eV, indexed by Z)
 E_STATS = {"references": REFS, "mean": 0.3, "std": 2.0, "force_std": 0.5}

@@ -17,13 +17,14 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ft_helpers import molecules, tiny_config
 
 import openjmp
 from openjmp.model.checkpoint import read_checkpoint
 from openjmp.model.outputs import INFO_KEYS
 from openjmp.train.finetune.data import load_finetune_splits
 from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import molecules, tiny_config
 
 # float32 predictions of energies ~10-10^4 eV: relative rounding of a float32 sum
 F32 = dict(rtol=2e-6, atol=2e-5)

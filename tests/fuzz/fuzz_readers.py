@@ -29,11 +29,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "io"))
+# A script outside pytest: put tests/ on the path for the shared helpers package, as
+# pyproject.toml's pytest ``pythonpath`` does for the suite.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import fuzzlib  # noqa: E402
+from helpers import fuzzlib  # noqa: E402
 
 
 def _child(args: argparse.Namespace) -> int:

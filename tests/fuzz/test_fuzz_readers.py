@@ -10,7 +10,8 @@ problem as ``openjmp data check`` does (``check_path``).
 from __future__ import annotations
 
 import pytest
-from fuzzlib import FINDINGS, TARGETS, run_campaign
+
+from helpers.fuzzlib import FINDINGS, TARGETS, run_campaign
 
 INPUTS = 120
 

@@ -9,7 +9,6 @@ structures are batched, and ``openjmp predict`` must write every structure's ene
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import ase.io
@@ -28,8 +27,7 @@ from openjmp.graph.spec import GraphSpec
 from openjmp.model.checkpoint import save_model
 from openjmp.model.outputs import OutputTransform
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "physics"))
-from physics_models import physics_model  # noqa: E402
+from helpers.physics_models import physics_model
 
 
 @pytest.fixture(scope="module")
@@ -246,10 +244,9 @@ def test_commands_refuse_an_output_they_cannot_write(
 
 
 def test_pretraining_refuses_an_output_it_cannot_write(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-    from tiny_data import tiny_config, write_tiny_data
-
     from openjmp.train.pretrain import run_pretrain
+
+    from helpers.tiny_data import tiny_config, write_tiny_data
 
     write_tiny_data(tmp_path / "data")
     (tmp_path / "a_file").write_text("")

@@ -15,22 +15,19 @@ than the checkpoint's is a named error.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
-from ft_helpers import molecules, write_molecules  # noqa: E402
-from tiny_data import TINY_BACKBONE, write_tiny_data  # noqa: E402
-from tiny_data import tiny_config as pretrain_config  # noqa: E402
+import openjmp
+from openjmp.cli.main import main
+from openjmp.train.pretrain import run_pretrain
 
-import openjmp  # noqa: E402
-from openjmp.cli.main import main  # noqa: E402
-from openjmp.train.pretrain import run_pretrain  # noqa: E402
+from helpers.ft_helpers import molecules, write_molecules
+from helpers.tiny_data import TINY_BACKBONE, write_tiny_data
+from helpers.tiny_data import tiny_config as pretrain_config
 
 SHORT = [
     "data.graph.pbc=false", "data.graph.cutoff=4.0", "data.graph.max_neighbors=8",

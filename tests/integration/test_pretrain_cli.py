@@ -4,17 +4,15 @@ config / resume mistakes are reported with the field path or the file, exit stat
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from tiny_data import tiny_config, write_tiny_data  # noqa: E402
+from openjmp.cli.main import main
+from openjmp.model.checkpoint import read_checkpoint
 
-from openjmp.cli.main import main  # noqa: E402
-from openjmp.model.checkpoint import read_checkpoint  # noqa: E402
+from helpers.tiny_data import tiny_config, write_tiny_data
 
 
 @pytest.fixture

@@ -18,21 +18,16 @@ validations and checkpoints):
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import lightning.pytorch as pl
 import pytest
 import torch
 
 import openjmp
+from openjmp.model.checkpoint import load_checkpoint, read_checkpoint
+from openjmp.tasks.param_groups import shared_parameter_factors
+from openjmp.train.pretrain import build_datamodule, build_task, run_pretrain
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from tiny_data import tiny_config, write_tiny_data  # noqa: E402
-
-from openjmp.model.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
-from openjmp.tasks.param_groups import shared_parameter_factors  # noqa: E402
-from openjmp.train.pretrain import build_datamodule, build_task, run_pretrain  # noqa: E402
+from helpers.tiny_data import tiny_config, write_tiny_data
 
 CLIP = 0.05
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +26,7 @@ from openjmp.model.checkpoint import save_model
 from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.potential_check import dimer_verdict, drift_per_atom_ps, run_checks
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "physics"))
-from physics_models import physics_model  # noqa: E402
+from helpers.physics_models import physics_model
 
 
 def test_dimer_criteria() -> None:

@@ -11,7 +11,11 @@ import json
 import h5py
 import numpy as np
 import pytest
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import read_records
+
+from helpers.writers import (
     bulk_structures,
     molecule_frames,
     structure_dict,
@@ -21,9 +25,6 @@ from writers import (
     write_qmof,
     write_spice,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import read_records
 
 
 def test_matbench_index_length_and_site_coordinates(tmp_path) -> None:

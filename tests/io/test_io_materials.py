@@ -18,7 +18,13 @@ import pytest
 from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+from openjmp.io.json_stream import iter_json_array
+from openjmp.io.matbench import mbids
+
+from helpers.writers import (
     bulk_structures,
     emt_label,
     slab_frames,
@@ -27,11 +33,6 @@ from writers import (
     write_oc20_shard,
     write_qmof,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
-from openjmp.io.json_stream import iter_json_array
-from openjmp.io.matbench import mbids
 
 
 def test_matbench_structures_targets_ids(tmp_path) -> None:

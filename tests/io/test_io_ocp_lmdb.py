@@ -14,7 +14,12 @@ import pickle
 
 import numpy as np
 import pytest
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+from openjmp.io.ocp_lmdb import OCPLmdb
+
+from helpers.writers import (
     dumps_pyg1,
     emt_label,
     ocp_fields,
@@ -23,10 +28,6 @@ from writers import (
     write_lmdb,
     write_ocp_dir,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
-from openjmp.io.ocp_lmdb import OCPLmdb
 
 
 @pytest.fixture(scope="module")

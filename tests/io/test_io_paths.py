@@ -10,11 +10,12 @@ import time
 
 import numpy as np
 import pytest
-from writers import molecule_frames, write_rmd17
 
 from openjmp.cli.main import main
 from openjmp.errors import DataError
 from openjmp.io.paths import check_writable_dir, clean_stale_temporaries, temporary_path
+
+from helpers.writers import molecule_frames, write_rmd17
 
 
 def _dead_pid() -> int:

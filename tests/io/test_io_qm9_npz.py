@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.build import molecule
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+from openjmp.io.md_npz import molecule_name
+from openjmp.io.qm9 import ATOMREF_HARTREE, TARGETS
+
+from helpers.writers import (
     KCAL,
     PYG_HARTREE,
     emt_label,
@@ -24,11 +30,6 @@ from writers import (
     write_rmd17,
     write_uncharacterized,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
-from openjmp.io.md_npz import molecule_name
-from openjmp.io.qm9 import ATOMREF_HARTREE, TARGETS
 
 
 def test_qm9_targets_units_and_order(tmp_path) -> None:

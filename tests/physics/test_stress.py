@@ -11,9 +11,6 @@ smooth in ε). A molecule has no stress: the calculator says so.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ase import Atoms
@@ -25,8 +22,7 @@ import openjmp
 from openjmp.graph.spec import GraphSpec
 from openjmp.model.outputs import OutputTransform
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from physics_models import physics_model  # noqa: E402
+from helpers.physics_models import physics_model
 
 GRAPH = GraphSpec(cutoff=4.0, max_neighbors=(200, 200, 200, 2000), pbc=True)
 SHORT = GraphSpec(cutoff=3.0, max_neighbors=(200, 200, 200, 2000), pbc=True)

@@ -1,5 +1,6 @@
-"""Argument types shared by the subcommands: sizes and counts that must be positive, and the
-structure files that ``predict`` and ``validate`` read (`read_structures`).
+"""Arguments shared by the subcommands: sizes and counts that must be positive, config
+overrides (`add_overrides`), and the structure files that ``predict`` and ``validate`` read
+(`read_structures`).
 
 ``type=positive_int`` makes argparse reject ``--max-atoms-per-batch 0`` (or ``-3``, or ``abc``)
 with a usage error naming the option, before any work starts, instead of a run that silently
@@ -44,6 +45,13 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``: config fields by dotted path."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
 
 
 def read_structures(path: Path) -> list[Any]:

@@ -52,8 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=42, help="split seed (the authors': 42)")
     c.add_argument("--float32", action="store_true", help="store positions and forces as float32")
     c.add_argument("--overwrite", action="store_true", help="replace an existing cache")
-    c.add_argument("--skip-invalid", action="store_true",
-                   help="leave out invalid records (each listed in the manifest) instead of stopping")  # fmt: skip
+    c.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out invalid records (each listed in the manifest) instead of stopping",
+    )
     c.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option")
     c.add_argument("--split-option", action="append", metavar="KEY=VALUE", help="split option")
     c.add_argument(
@@ -67,20 +70,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--format", dest="fmt", help=f"source format, or 'cache' (detected if omitted): {formats}"
     )
     k.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option")
-    k.add_argument("--limit", type=non_negative_int, default=None,
-                   help="print at most this many problems")  # fmt: skip
-    k.add_argument("--cutoff", type=positive_float, default=None,
-                   help="graph cutoff (Å) of the graph checks (default: the dataset's JMP "
-                   "setting, 12 Å for your own data)")  # fmt: skip
-    k.add_argument("--max-edges", type=positive_int, default=None,
-                   help="edge limit of the graph-size check (default: $OPENJMP_MAX_EDGES or "
-                   "3,000,000)")  # fmt: skip
+    k.add_argument(
+        "--limit", type=non_negative_int, default=None, help="print at most this many problems"
+    )
+    k.add_argument(
+        "--cutoff",
+        type=positive_float,
+        default=None,
+        help="graph cutoff (Å) of the graph checks (default: the dataset's JMP "
+        "setting, 12 Å for your own data)",
+    )
+    k.add_argument(
+        "--max-edges",
+        type=positive_int,
+        default=None,
+        help="edge limit of the graph-size check (default: $OPENJMP_MAX_EDGES or 3,000,000)",
+    )
     k.set_defaults(func=run_check)
 
     d = dsub.add_parser("make-demo", help="write the embedded demo corpus (native formats)")
     d.add_argument("out", type=Path)
-    d.add_argument("--scale", type=positive_float, default=1.0,
-                   help="corpus size factor (0.1 for CI)")  # fmt: skip
+    d.add_argument(
+        "--scale", type=positive_float, default=1.0, help="corpus size factor (0.1 for CI)"
+    )
     d.add_argument("--seed", type=int, default=0)
     d.add_argument(
         "--no-progress", action="store_true", help="no progress bar (also off when CI is set)"
@@ -124,8 +136,13 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from openjmp.data.check import check_path
 
-    report = check_path(args.path, args.fmt, cutoff=args.cutoff, max_edges=args.max_edges,
-                        **_pairs(args.option, "--option"))  # fmt: skip
+    report = check_path(
+        args.path,
+        args.fmt,
+        cutoff=args.cutoff,
+        max_edges=args.max_edges,
+        **_pairs(args.option, "--option"),
+    )
     print(report.format(limit=args.limit))
     return 0 if report.ok else 1
 

@@ -31,9 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-batches", type=positive_int, default=16)
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of a fresh model")
     p.add_argument(
-        "--fitted", choices=["replace", "ignore", "error"], default="replace",
+        "--fitted",
+        choices=["replace", "ignore", "error"],
+        default="replace",
         help="what to do with factors that already have values",
-    )  # fmt: skip
+    )
     p.set_defaults(func=run)
 
 

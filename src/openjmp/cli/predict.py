@@ -17,8 +17,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openjmp.cli.args import positive_int, read_structures
+
+if TYPE_CHECKING:  # imported when the command runs (a fast --help)
+    from openjmp.graph.spec import GraphSpec
+    from openjmp.model.jmp_model import JMPModel
 
 ASE_OUTPUTS = {".extxyz": "extxyz", ".xyz": "extxyz", ".traj": "traj", ".db": "db", ".json": "json"}
 """Suffix -> ASE format for the structures-with-results outputs (besides .npz)."""
@@ -34,32 +39,63 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checkpoint", type=Path, help="an openjmp checkpoint or model file, jmp-s.pt, jmp-l.pt"
     )
     p.add_argument("structures", type=Path, help="any file ase.io.read can read (all frames)")
-    p.add_argument("-o", "--output", type=Path, required=True,
-                   help=f"output file: .npz or {', '.join(ASE_OUTPUTS)}")  # fmt: skip
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help=f"output file: .npz or {', '.join(ASE_OUTPUTS)}",
+    )
     p.add_argument(
         "--head", default=None, help="energy head or task name (default: the model's only one)"
     )
-    p.add_argument("--graph", default=None,
-                   help="graph setting name (oc20, ani1x, rmd17, ...); default: the graph the head was trained with")  # fmt: skip
+    p.add_argument(
+        "--graph",
+        default=None,
+        help="graph setting name (oc20, ani1x, rmd17, ...); default: the graph the head was trained with",
+    )
     p.add_argument(
         "--cutoff", type=float, default=None, help="graph cutoff in Å (overrides the setting's)"
     )
-    p.add_argument("--max-neighbors", type=int, default=None,
-                   help="base neighbour cap k (caps k, 2k/3, 4k/15, 100k/3; overrides the setting's)")  # fmt: skip
     p.add_argument(
-        "--forces", choices=["auto", "direct", "gradient", "none"], default="auto",
+        "--max-neighbors",
+        type=int,
+        default=None,
+        help="base neighbour cap k (caps k, 2k/3, 4k/15, 100k/3; overrides the setting's)",
+    )
+    p.add_argument(
+        "--forces",
+        choices=["auto", "direct", "gradient", "none"],
+        default="auto",
         help="direct force head, -dE/dx, or auto (direct when the model has one)",
-    )  # fmt: skip
+    )
     p.add_argument("--stress", action="store_true", help="also the stress (periodic structures)")
-    p.add_argument("--references", action="append", default=[], metavar="TASK=FILE",
-                   help="per-element linear references of an energy head (the published "
-                   "checkpoints need them for energies): linref.npz (key coeff) or JSON")  # fmt: skip
-    p.add_argument("--units", choices=["physical", "raw"], default="physical",
-                   help="raw: the heads' outputs as they are (labelled raw)")  # fmt: skip
-    p.add_argument("--strict-elements", action="store_true",
-                   help="an element the head never saw in training is an error (default: a warning)")  # fmt: skip
-    p.add_argument("--raw-weights", "--raw", dest="raw", action="store_true",
-                   help="use the raw weights instead of the EMA")  # fmt: skip
+    p.add_argument(
+        "--references",
+        action="append",
+        default=[],
+        metavar="TASK=FILE",
+        help="per-element linear references of an energy head (the published "
+        "checkpoints need them for energies): linref.npz (key coeff) or JSON",
+    )
+    p.add_argument(
+        "--units",
+        choices=["physical", "raw"],
+        default="physical",
+        help="raw: the heads' outputs as they are (labelled raw)",
+    )
+    p.add_argument(
+        "--strict-elements",
+        action="store_true",
+        help="an element the head never saw in training is an error (default: a warning)",
+    )
+    p.add_argument(
+        "--raw-weights",
+        "--raw",
+        dest="raw",
+        action="store_true",
+        help="use the raw weights instead of the EMA",
+    )
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--max-atoms-per-batch", type=positive_int, default=2000)
@@ -83,7 +119,7 @@ def _check_output(out: Path) -> str:
     return "npz" if suffix == ".npz" else ASE_OUTPUTS[suffix]
 
 
-def _graph(args: argparse.Namespace, model: object, head: str | None) -> object:
+def _graph(args: argparse.Namespace, model: JMPModel, head: str | None) -> GraphSpec | None:
     """The graph setting: --graph (or the head's own), with --cutoff / --max-neighbors."""
     from dataclasses import replace
 
@@ -96,8 +132,8 @@ def _graph(args: argparse.Namespace, model: object, head: str | None) -> object:
     elif args.cutoff is None and args.max_neighbors is None:
         return None  # the model's own, resolved by predict
     else:
-        name = resolve_heads(model, head, "none")[0] or next(iter(model.heads))  # type: ignore[arg-type,attr-defined]
-        info = model.head_info.get(name)  # type: ignore[attr-defined]
+        name = resolve_heads(model, head, "none")[0] or next(iter(model.heads))
+        info = model.head_info.get(name)
         if info is None or info.graph is None:
             raise ConfigError(
                 "--cutoff / --max-neighbors: give --graph too (the model records no graph)"
@@ -137,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(
         model,
         head=args.head,
-        graph=_graph(args, model, args.head),  # type: ignore[arg-type]
+        graph=_graph(args, model, args.head),
         forces=args.forces,
         stress=args.stress,
         units=args.units,

@@ -19,18 +19,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openjmp.cli.args import add_overrides
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="multi-dataset pre-training (the JMP recipe)")
     p.add_argument("config", help="YAML file or preset name (jmp-s, jmp-l, demo)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field by dotted path (repeatable)")  # fmt: skip
+    add_overrides(p, "override a config field by dotted path (repeatable)")
     p.add_argument("--out", type=Path, default=None, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.ckpt")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bars (also off when the environment sets CI)")  # fmt: skip
-    p.add_argument("--prepare-only", action="store_true",
-                   help="build the data caches and normalisation, then stop")  # fmt: skip
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (also off when the environment sets CI)",
+    )
+    p.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="build the data caches and normalisation, then stop",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'dataset':<20}{'train':>8}{'val':>6}{'E std (eV)':>12}{'F std (eV/Å)':>14}")
         for p in dm.prepared:
             n = p.normalization
-            print(f"{p.spec.name:<20}{len(p.train_indices):>8}{len(p.val_indices):>6}"
-                  f"{n.energy_std:>12.4g}{n.force_std:>14.4g}")  # fmt: skip
+            print(
+                f"{p.spec.name:<20}{len(p.train_indices):>8}{len(p.val_indices):>6}"
+                f"{n.energy_std:>12.4g}{n.force_std:>14.4g}"
+            )
         print(f"expanded epoch: {dm.plan.epoch_size} structures; caches in {out / 'cache'}")
         return 0
     result = run_pretrain(config, out_dir=out, resume=args.resume, progress=not args.no_progress)

@@ -17,11 +17,19 @@ from openjmp.cli.args import positive_int, read_structures
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="physics checks of a trained model (forces, stress, NVE, EOS, dimers)",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p = sub.add_parser(
+        "validate",
+        help="physics checks of a trained model (forces, stress, NVE, EOS, dimers)",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("model", type=Path, help="an openjmp checkpoint or model file")
-    p.add_argument("structures", type=Path, nargs="?", default=None,
-                   help="structures to check (any file ase.io.read reads); default: built with ASE")  # fmt: skip
+    p.add_argument(
+        "structures",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="structures to check (any file ase.io.read reads); default: built with ASE",
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="report directory (default validate-<model>)"
     )

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from openjmp.graph.spec import GRAPH_SETTINGS, GraphSpec, max_neighbors_from_base
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -103,7 +105,12 @@ class ModelConfig(Strict):
 
 
 class GraphConfig(Strict):
-    """How the four GemNet-OC graphs are built for a dataset (see openjmp.graph.spec)."""
+    """How the four GemNet-OC graphs are built for a dataset (see openjmp.graph.spec).
+
+    ``setting: <dataset>`` (oc20, ani1x, rmd17, matbench, ... `GRAPH_SETTINGS`) starts from
+    the authors' graph for that dataset; keys given beside it override it. The setting name is
+    not kept: the config holds (and a run's config.yaml saves) the fields it gave.
+    """
 
     cutoff: PositiveFloat = 12.0
     """Å, radius of all four graphs."""
@@ -120,17 +127,28 @@ class GraphConfig(Strict):
     """Refuse a structure whose graph would have more neighbour pairs than this (estimated
     before building it); null: $OPENJMP_MAX_EDGES, else 3 million (openjmp.graph.size)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_setting(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "setting" not in data:
+            return data
+        fields = dict(data)
+        name = fields.pop("setting")
+        if name not in GRAPH_SETTINGS:
+            raise ValueError(
+                f"unknown graph setting {name!r}; known: {', '.join(sorted(GRAPH_SETTINGS))}"
+            )
+        return {**graph_fields(GRAPH_SETTINGS[name]), **fields}
+
     @model_validator(mode="after")
     def _dummy_cell_only_without_pbc(self) -> GraphConfig:
         if self.dummy_cell and self.pbc:
             raise ValueError("dummy_cell is only for non-periodic graphs (pbc: false)")
         return self
 
-    def spec(self, natoms: int | None = None) -> Any:
+    def spec(self, natoms: int | None = None) -> GraphSpec:
         """The `openjmp.graph.spec.GraphSpec` of this setting; for a structure of ``natoms``
         atoms when given (the atom-count caps applied)."""
-        from openjmp.graph.spec import GraphSpec, max_neighbors_from_base
-
         spec = GraphSpec(
             cutoff=self.cutoff,
             max_neighbors=max_neighbors_from_base(self.max_neighbors),
@@ -141,6 +159,22 @@ class GraphConfig(Strict):
             max_edges=self.max_edges,
         )
         return spec if natoms is None else spec.for_natoms(natoms)
+
+
+def graph_fields(spec: GraphSpec) -> dict[str, Any]:
+    """The `GraphConfig` fields of a `GraphSpec` built from a base k (every `GRAPH_SETTINGS`
+    entry is)."""
+    k = spec.max_neighbors[0]
+    if max_neighbors_from_base(k) != spec.max_neighbors:
+        raise ValueError(f"caps {spec.max_neighbors} do not follow from one base k")
+    return {
+        "cutoff": spec.cutoff,
+        "max_neighbors": k,
+        "pbc": spec.pbc,
+        "dummy_cell": spec.dummy_cell,
+        "atom_count_caps": spec.atom_count_caps,
+        "qint_tags": list(spec.qint_tags),
+    }
 
 
 class SourceConfig(Strict):

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from openjmp.config.benchmarks import check_matbench_fold
 from openjmp.config.common import (
     ClippingConfig,
     EarlyStoppingConfig,
@@ -34,6 +35,7 @@ from openjmp.config.common import (
     check_format,
     check_reader,
 )
+from openjmp.model.parameter_sets import check_llrd_multipliers
 
 ForceKind = Literal["gradient", "direct"]
 """gradient: F = −∂E/∂r (conservative; graph built inside forward); direct: an edge head."""
@@ -235,9 +237,6 @@ class FinetuneConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FinetuneConfig:
-        from openjmp.config.benchmarks import check_matbench_fold
-        from openjmp.tasks.param_groups import check_llrd_multipliers
-
         depth_from_checkpoint = (
             self.model.architecture == "checkpoint" and self.model.checkpoint is not None
         )
@@ -245,7 +244,7 @@ class FinetuneConfig(Strict):
             raise ValueError("residual_references needs adaptation: full")
         if self.llrd is not None and not depth_from_checkpoint:  # else: at resolution
             check_llrd_multipliers(self.llrd, self.model.backbone.resolved_num_blocks)
-        check_matbench_fold(self)
+        check_matbench_fold(self.data.format, self.data.fold, self.heads)
         return self
 
     @property

@@ -28,27 +28,17 @@ from openjmp.data.cache import (
     RecordStore,
 )
 from openjmp.errors import DataError
-from openjmp.io.paths import check_writable_dir, clean_stale_temporaries, temporary_path
+from openjmp.io.paths import (
+    atomic_write_bytes,
+    check_writable_dir,
+    clean_stale_temporaries,
+    temporary_path,
+)
 from openjmp.records import AtomsRecord
 
-__all__ = ["StoreWriter", "atomic_write_bytes", "write_store"]
+__all__ = ["StoreWriter", "write_store"]
 
 _FLUSH_EVERY = 4096
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + `os.replace`."""
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class _Column:
@@ -295,8 +285,13 @@ class StoreWriter:
 
     def abort(self) -> None:
         """Close files and delete the temporary directory."""
-        for col in [*self.atom_cols.values(), *self.rec_cols.values(), *self.optional.values(),
-                    self.offsets, self.index_offsets]:  # fmt: skip
+        for col in [
+            *self.atom_cols.values(),
+            *self.rec_cols.values(),
+            *self.optional.values(),
+            self.offsets,
+            self.index_offsets,
+        ]:
             if not col.fh.closed:
                 col.fh.close()
         for col, has in self.targets.values():

@@ -105,8 +105,10 @@ class CheckReport:
                 + ", ".join(f"{k or 'unnamed (user data)'} ({v})" for k, v in self.datasets.items())
             )
         if self.elements:
-            els = ", ".join(f"{chemical_symbols[z] if 0 < z < len(chemical_symbols) else z} ({n})"
-                            for z, n in sorted(self.elements.items()))  # fmt: skip
+            els = ", ".join(
+                f"{chemical_symbols[z] if 0 < z < len(chemical_symbols) else z} ({n})"
+                for z, n in sorted(self.elements.items())
+            )
             lines.append(f"elements (structures containing them): {els}")
         if self.natoms:
             a = np.asarray(self.natoms)
@@ -216,8 +218,12 @@ def check_records(
             force_rms.append(float(np.sqrt(np.mean(rec.forces**2))))
             if norms.max() > max_force:
                 i = int(np.argmax(norms))
-                add("warning", rec, f"|F| = {norms[i]:.1f} eV/Å on atom {i} is implausible in eV/Å "
-                                    "(unconverted kcal/mol or Hartree/bohr?)")  # fmt: skip
+                add(
+                    "warning",
+                    rec,
+                    f"|F| = {norms[i]:.1f} eV/Å on atom {i} is implausible in eV/Å "
+                    "(unconverted kcal/mol or Hartree/bohr?)",
+                )
         for name, value in rec.targets.items():
             arr = np.asarray(value)
             if arr.dtype.kind in "iuf" and arr.size == 1:
@@ -281,21 +287,33 @@ def _check_graph(rec: AtomsRecord, cutoff: float | None, max_edges: int | None, 
     counts = neighbour_counts(rec.positions, rec.cell, pbc, rc)
     kind = "periodic" if pbc.any() else "not periodic"
     if counts.max(initial=0) == 0:
-        add("error", rec, f"no pair of atoms within the {rc:g} Å graph cutoff ({rec.natoms} "
-                          f"atom{'s' if rec.natoms != 1 else ''}, {kind}): GemNet-OC needs at "
-                          "least one edge, and training stops on this structure")  # fmt: skip
+        add(
+            "error",
+            rec,
+            f"no pair of atoms within the {rc:g} Å graph cutoff ({rec.natoms} "
+            f"atom{'s' if rec.natoms != 1 else ''}, {kind}): GemNet-OC needs at "
+            "least one edge, and training stops on this structure",
+        )
         return rc
     if counts.max() < 2:
-        add("warning", rec, f"no atom has two neighbours within the {rc:g} Å graph cutoff "
-                            "(a diatomic, or atoms far apart): GemNet-OC's triplet and "
-                            "quadruplet interactions are empty for it, the model sees pair "
-                            "information only")  # fmt: skip
+        add(
+            "warning",
+            rec,
+            f"no atom has two neighbours within the {rc:g} Å graph cutoff "
+            "(a diatomic, or atoms far apart): GemNet-OC's triplet and "
+            "quadruplet interactions are empty for it, the model sees pair "
+            "information only",
+        )
     isolated = np.flatnonzero(counts == 0)
     if len(isolated):
         shown = ", ".join(str(i) for i in isolated[:8]) + (", ..." if len(isolated) > 8 else "")
-        add("warning", rec, f"{len(isolated)} isolated atom(s) ({shown}): no neighbour within "
-                            f"the {rc:g} Å graph cutoff; they get no messages and their forces "
-                            "are always 0")  # fmt: skip
+        add(
+            "warning",
+            rec,
+            f"{len(isolated)} isolated atom(s) ({shown}): no neighbour within "
+            f"the {rc:g} Å graph cutoff; they get no messages and their forces "
+            "are always 0",
+        )
     return rc
 
 
@@ -343,7 +361,7 @@ def _check_trajectories(rep: CheckReport, pairs: list[tuple[float, float]]) -> N
                 None,
                 f"forces have the wrong sign: along {len(pairs)} trajectory steps the energy "
                 f"changes by {ratio:.3f} × (−F·Δx) (gradients stored as forces?)",
-            )  # fmt: skip
+            )
         )
     elif corr > 0.8 and not 0.8 < ratio < 1.25:
         rep.problems.append(
@@ -354,7 +372,7 @@ def _check_trajectories(rep: CheckReport, pairs: list[tuple[float, float]]) -> N
                 f"energies and forces disagree in units: along {len(pairs)} trajectory steps "
                 f"ΔE = {ratio:.4g} × (−F·Δx) (27.2: Hartree vs eV; 0.0434: kcal/mol; "
                 "1.89 or 0.529: bohr vs Å)",
-            )  # fmt: skip
+            )
         )
 
 
@@ -369,7 +387,7 @@ def _check_force_scale(rep: CheckReport, force_rms: list[float]) -> None:
                     None,
                     f"typical force RMS is {med:.1f} eV/Å, far beyond eV/Å data "
                     "(forces in kcal/mol/Å or Hartree/bohr?)",
-                )  # fmt: skip
+                )
             )
 
 
@@ -428,8 +446,13 @@ def check_path(
         ds = datasets.pop() or "user"
         try:
             labels = np.array([c[3] for c in captured]) if ds.startswith("matbench") else None
-            splits = make_splits(ds, [c[0] for c in captured], np.array([c[1] for c in captured]),
-                                 source=path, labels=labels)  # fmt: skip
+            splits = make_splits(
+                ds,
+                [c[0] for c in captured],
+                np.array([c[1] for c in captured]),
+                source=path,
+                labels=labels,
+            )
             # as data convert makes it: identical structures kept in one part
             splits, _ = keep_together(splits, duplicate_groups(keys), fixed=fixed_parts(ds, {}))
             rep.splits = _sizes(splits)

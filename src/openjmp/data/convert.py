@@ -17,12 +17,12 @@ from typing import Any, Literal
 import numpy as np
 
 from openjmp.data.cache import RecordStore
-from openjmp.data.cache_writer import StoreWriter, atomic_write_bytes
+from openjmp.data.cache_writer import StoreWriter
 from openjmp.data.duplicates import duplicate_groups, keep_together, structure_key
 from openjmp.data.splits import fixed_parts, make_splits, save_splits
 from openjmp.data.statistics import compute_statistics
 from openjmp.errors import DataError
-from openjmp.io.paths import check_writable_dir
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.progress import bar
 from openjmp.progress import enabled_as as progress_on
 
@@ -94,8 +94,15 @@ def convert(
         store = writer.finish(meta)
         name = dataset or infer_dataset(store)
         try:
-            splits = make_splits(name, store.ids, store.natoms, seed=seed, source=src,
-                                 labels=_labels(store), **(split_options or {}))  # fmt: skip
+            splits = make_splits(
+                name,
+                store.ids,
+                store.natoms,
+                seed=seed,
+                source=src,
+                labels=_labels(store),
+                **(split_options or {}),
+            )
         except DataError as err:
             raise DataError(err.source or src, err.index, err.problem) from None
         splits, dups = keep_together(

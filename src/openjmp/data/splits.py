@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from openjmp.data.cache_writer import atomic_write_bytes
 from openjmp.errors import DataError
+from openjmp.io.paths import atomic_write_bytes
 
 __all__ = [
     "MD22_TRAIN_SIZES",
@@ -204,8 +204,10 @@ def kfold_ids(
         gen = StratifiedKFold(5, shuffle=True, random_state=seed).split(ids, labels)
     else:
         gen = KFold(5, shuffle=True, random_state=seed).split(ids)
-    return {f"fold_{k}": {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
-            for k, (tr, te) in enumerate(gen)}  # fmt: skip
+    return {
+        f"fold_{k}": {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
+        for k, (tr, te) in enumerate(gen)
+    }
 
 
 def matbench_split(

@@ -19,6 +19,7 @@ is not, but with caps of 1000 (3333 for rMD17) it never binds on their data sets
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ def build_graph_sample(
     edge_dropout: float = 0.0,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
-    backend: str = "vesin",
+    backend: Literal["vesin", "torch"] = "vesin",
     max_edges: int | None = None,
 ) -> GraphSample:
     """Build the four graphs of ``record`` under ``spec`` (see the module docstring).
@@ -89,10 +90,17 @@ def build_graph_sample(
     if pbc.any():
         check_cell(record)
     limit = max_edges if max_edges is not None else spec.max_edges
-    check_graph_size(record.positions, record.cell, pbc, spec.cutoff, max_edges=limit,
-                     source=record.source, index=record.index)  # fmt: skip
+    check_graph_size(
+        record.positions,
+        record.cell,
+        pbc,
+        spec.cutoff,
+        max_edges=limit,
+        source=record.source,
+        index=record.index,
+    )
 
-    pairs = candidate_pairs(record.positions, record.cell, pbc, spec.cutoff, backend=backend)  # type: ignore[arg-type]
+    pairs = candidate_pairs(record.positions, record.cell, pbc, spec.cutoff, backend=backend)
     order = nearest_first_order(pairs.source, pairs.target, pairs.offset, pairs.distance)
     source, target = pairs.source.take(order), pairs.target.take(order)
     offset = pairs.offset.index_select(0, order)

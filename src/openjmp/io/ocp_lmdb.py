@@ -45,7 +45,7 @@ from openjmp.io._common import (
     report,
     scalar,
 )
-from openjmp.io.pyg_pickle import loads_pyg, safe_loads
+from openjmp.io.safe_pickle import loads_pyg, safe_loads
 from openjmp.records import AtomsRecord
 
 __all__ = ["OCPLmdb", "load_ref_energies", "read", "record_from_fields"]
@@ -477,8 +477,14 @@ def _iterate(
             try:
                 fields = db.fields(i)
                 file, _ = db.locate(i)
-                rec = record_from_fields(fields, source=str(file), index=i, dataset=dataset,
-                                         ref_energies=refs, default_dataset=default)  # fmt: skip
+                rec = record_from_fields(
+                    fields,
+                    source=str(file),
+                    index=i,
+                    dataset=dataset,
+                    ref_energies=refs,
+                    default_dataset=default,
+                )
             except DataError as err:
                 report(err, on_error)
                 continue

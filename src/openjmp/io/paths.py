@@ -6,6 +6,8 @@
   `OSError` traceback after an hour of conversion or prediction).
 * `temporary_path(dest)`: a hidden sibling ``.<name>.tmp-<pid>-<hex>@<host>`` to write into and
   rename over ``dest`` (atomic writes).
+* `atomic_write_bytes(path, data)`: write through `temporary_path` and rename (`os.replace`),
+  so a kill never leaves a half-written file under the final name.
 * `clean_stale_temporaries(dest)`: remove the temporaries of ``dest`` left by processes of this
   host that no longer run (a killed ``openjmp data convert``); those of live processes, and of
   other hosts (a shared file system), are kept.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from openjmp.errors import DataError
 
-__all__ = ["check_writable_dir", "clean_stale_temporaries", "temporary_path"]
+__all__ = ["atomic_write_bytes", "check_writable_dir", "clean_stale_temporaries", "temporary_path"]
 
 _HOST = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "localhost"
 _TEMP = re.compile(r"\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}(?:@(?P<host>[A-Za-z0-9_.-]+))?$")
@@ -62,6 +64,21 @@ def temporary_path(dest: str | Path, kind: str = "tmp") -> Path:
     """A hidden sibling of ``dest`` named after this process and host (``kind``: tmp or old)."""
     dest = Path(dest)
     return dest.with_name(f".{dest.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}@{_HOST}")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory + `os.replace`."""
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _alive(pid: int) -> bool:

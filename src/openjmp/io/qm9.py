@@ -47,10 +47,10 @@ __all__ = [
 PYG_HARTREE_TO_EV = 27.211386246
 """Hartree in eV as PyG's QM9 converts (``HAR2EV``)."""
 
-TARGETS = (
-    "mu", "alpha", "eps_HOMO", "eps_LUMO", "delta_eps", "R_2_Abs", "ZPVE", "U_0", "U", "H", "G",
-    "c_v", "U_0_ATOM", "U_ATOM", "H_ATOM", "G_ATOM", "A", "B", "C",
-)  # fmt: skip
+TARGETS: tuple[str, ...] = tuple(
+    "mu alpha eps_HOMO eps_LUMO delta_eps R_2_Abs ZPVE U_0 U H G c_v "
+    "U_0_ATOM U_ATOM H_ATOM G_ATOM A B C".split()
+)
 """Target names in PyG / JMP column order."""
 
 ATOMREF_HARTREE: dict[int, tuple[float, float, float, float]] = {
@@ -117,13 +117,26 @@ def parse_xyz(
             raise DataError(source, idx, f"no free-atom reference for element Z={int(zi)}")
         refs += np.asarray(atomref[int(zi)][:4])
     targets = {
-        "mu": mu, "alpha": alpha, "eps_HOMO": homo * ev, "eps_LUMO": lumo * ev,
-        "delta_eps": gap * ev, "R_2_Abs": r2, "ZPVE": zpve * ev, "U_0": u0 * ev, "U": u * ev,
-        "H": h * ev, "G": g * ev, "c_v": cv,
-        "U_0_ATOM": (u0 - refs[0]) * ev, "U_ATOM": (u - refs[1]) * ev,
-        "H_ATOM": (h - refs[2]) * ev, "G_ATOM": (g - refs[3]) * ev,
-        "A": A, "B": B, "C": C,
-    }  # fmt: skip
+        "mu": mu,
+        "alpha": alpha,
+        "eps_HOMO": homo * ev,
+        "eps_LUMO": lumo * ev,
+        "delta_eps": gap * ev,
+        "R_2_Abs": r2,
+        "ZPVE": zpve * ev,
+        "U_0": u0 * ev,
+        "U": u * ev,
+        "H": h * ev,
+        "G": g * ev,
+        "c_v": cv,
+        "U_0_ATOM": (u0 - refs[0]) * ev,
+        "U_ATOM": (u - refs[1]) * ev,
+        "H_ATOM": (h - refs[2]) * ev,
+        "G_ATOM": (g - refs[3]) * ev,
+        "A": A,
+        "B": B,
+        "C": C,
+    }
     return idx, z, pos, targets
 
 

@@ -15,24 +15,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from openjmp.errors import DataError
+from openjmp.records import N_ELEMENTS
 
-NUM_ELEMENTS = 120
 
-
-def _from_mapping(path: Path, data: dict[str, object]) -> np.ndarray:
+def _from_mapping(path: Path, data: dict[str, Any]) -> np.ndarray:
     from ase.data import atomic_numbers
 
-    table = np.zeros(NUM_ELEMENTS)
+    table = np.zeros(N_ELEMENTS)
     for key, value in data.items():
         z = int(key) if str(key).isdigit() else atomic_numbers.get(str(key))
-        if z is None or not 0 < z < NUM_ELEMENTS:
+        if z is None or not 0 < z < N_ELEMENTS:
             raise DataError(path, key, "not an element symbol or atomic number")
         try:
-            table[z] = float(value)  # type: ignore[arg-type]
+            table[z] = float(value)
         except (TypeError, ValueError):
             raise DataError(path, key, f"reference {value!r} is not a number") from None
     return table

@@ -4,7 +4,7 @@ Supported files (a path; nothing is downloaded):
 
 * the authors' pre-training Lightning checkpoints (``jmp-s.pt``, ``jmp-l.pt`` and files built
   like them): ``state_dict`` in the authors' key naming, ``hyper_parameters`` (pickled objects of
-  the authors' ``jmp`` package, read as inert records, see `openjmp.model.safe_pickle`), and the
+  the authors' ``jmp`` package, read as inert records, see `openjmp.io.safe_pickle`), and the
   EMA weights in ``optimizer_states[0]["ema"]``;
 * a plain state dict in the authors' naming (e.g. the parity fixture ``state_dict.pt``);
 * openjmp's own files written by `save_model`, and Lightning checkpoints of openjmp's training
@@ -36,13 +36,13 @@ from torch import Tensor, nn
 
 from openjmp.errors import CheckpointError, ConfigError
 from openjmp.graph.spec import GRAPH_SETTINGS
+from openjmp.io.safe_pickle import PickledObject, UnsafePickleError, safe_torch_load
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.heads import DirectForceHead, EnergyHead
 from openjmp.model.infer_config import infer_backbone_sizes, infer_pretrain_heads, merge_config
 from openjmp.model.jmp_model import PRETRAIN_TASKS, JMPModel, head_from_spec
 from openjmp.model.keymap import authors_to_ours
 from openjmp.model.outputs import INFO_KEYS, HeadInfo, OutputTransform
-from openjmp.model.safe_pickle import PickledObject, UnsafePickleError, safe_torch_load
 
 OPENJMP_FORMAT = "openjmp.model"
 OPENJMP_FORMAT_VERSION = 1

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from openjmp.graph.scatter import segment_max, segment_mean, segment_sum
 from openjmp.model.gemnet_oc.layers import make_activation
 
 Pooling = Literal["sum", "mean", "max"]
@@ -49,15 +50,12 @@ def mlp(
 
 def pool(x: Tensor, batch: Tensor, num_graphs: int, reduction: Pooling) -> Tensor:
     """(N, k) per-atom values -> (B, k) per structure by sum, mean or max."""
-    out = x.new_zeros(num_graphs, x.shape[1])
     if reduction == "sum":
-        return out.index_add_(0, batch, x)
+        return segment_sum(x, batch, num_graphs)
     if reduction == "mean":
-        counts = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
-        return out.index_add_(0, batch, x) / counts[:, None]
+        return segment_mean(x, batch, num_graphs)
     if reduction == "max":
-        idx = batch[:, None].expand_as(x)
-        return out.scatter_reduce(0, idx, x, reduce="amax", include_self=False)
+        return segment_max(x, batch, num_graphs)
     raise ValueError(f"unknown pooling {reduction!r}; use sum, mean or max")
 
 
@@ -153,7 +151,7 @@ class DirectForceHead(nn.Module):
 
     def forward(self, x: Tensor, v_st: Tensor, idx_t: Tensor, num_atoms: int) -> Tensor:
         f_st = self.mlp(x) * v_st  # (E, 3)
-        return f_st.new_zeros(num_atoms, 3).index_add_(0, idx_t, f_st)
+        return segment_sum(f_st, idx_t, num_atoms)
 
 
 class GradientForceHead(nn.Module):

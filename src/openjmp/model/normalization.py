@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-NUM_ELEMENTS = 120
-"""Rows of a default reference table: index Z = 0..119 (index 0 unused)."""
+from openjmp.graph.scatter import segment_sum
+from openjmp.records import N_ELEMENTS
 
 
 class ElementReferences(nn.Module):
@@ -52,13 +52,13 @@ class ElementReferences(nn.Module):
         self.register_buffer("references", ref)
 
     @classmethod
-    def zeros(cls, num_elements: int = NUM_ELEMENTS) -> ElementReferences:
+    def zeros(cls, num_elements: int = N_ELEMENTS) -> ElementReferences:
         """No referencing (all zeros)."""
         return cls(torch.zeros(num_elements, dtype=torch.float64))
 
     @classmethod
     def from_mapping(
-        cls, values: Mapping[int, float], num_elements: int = NUM_ELEMENTS
+        cls, values: Mapping[int, float], num_elements: int = N_ELEMENTS
     ) -> ElementReferences:
         """From {Z: eV}; elements not listed get 0."""
         ref = torch.zeros(num_elements, dtype=torch.float64)
@@ -84,9 +84,8 @@ class ElementReferences(nn.Module):
                     f"atomic number {z_max} has no linear reference (table covers Z < "
                     f"{self.num_elements}); refit the references on data that contains it"
                 )
-        per_atom = self.references[atomic_numbers.long()]
-        out = torch.zeros(num_structures, dtype=torch.float64, device=per_atom.device)
-        return out.index_add_(0, batch, per_atom)
+        per_atom = self.references[atomic_numbers.long()].to(torch.float64)
+        return segment_sum(per_atom, batch, num_structures)
 
     def subtract(self, energy: Tensor, atomic_numbers: Tensor, batch: Tensor) -> Tensor:
         """(B,) energy − Σ ref, in ``energy``'s dtype (eV)."""

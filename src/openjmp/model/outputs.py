@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from openjmp.errors import ConfigError
+from openjmp.graph.scatter import segment_sum
 from openjmp.graph.spec import GraphSpec
 
 Quantity = Literal["energy", "forces", "scalar"]
@@ -196,8 +197,7 @@ class OutputTransform:
                     f"atomic number {int(z.max())} has no per-element reference (the table covers "
                     f"Z < {refs.shape[0]}): the head never saw that element in training"
                 )
-            per_structure = torch.zeros(value.shape[0], dtype=torch.float64, device=y.device)
-            per_structure.index_add_(0, batch, refs[z])
+            per_structure = segment_sum(refs[z], batch, value.shape[0])
             value = value + (per_structure if value.ndim == 1 else per_structure[:, None])
         return value
 

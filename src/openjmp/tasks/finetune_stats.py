@@ -4,14 +4,13 @@ For every configured head the fields the config leaves open (null) are computed 
 *training* part of the data (jmp-reference §2.3, §3.3; the presets give the paper's constants):
 
 * per-element linear references (``fit: true``): least squares of the label on element counts,
-  no intercept (`fit_references`, the authors' linref fit); ``path`` (.npz key ``coeff``) or
-  ``values`` are read as given;
+  no intercept (`openjmp.data.statistics.fit_element_references`, the authors' linref fit);
+  ``path`` (.npz key ``coeff``) or ``values`` are read as given;
 * mean and population std of the referenced label (energy eV, scalar in its unit);
 * the force std: RMS of the force components, eV/Å (the authors' "force std"; mean 0).
 
-`fit_references` also takes ``offsets``: the label minus a prediction per structure, so the
-references can be fitted to the residual of a pre-trained model's predictions instead of to the
-label itself (`residual_statistics`).
+The references can also be fitted to the residual of a pre-trained model's predictions instead
+of to the label itself (`residual_statistics`).
 
 The result is a JSON-able dict ``{head name: {"references": [..] | None, "mean", "std",
 "force_std"}}`` stored with the fine-tuned model, so predictions can always be de-normalised.
@@ -32,13 +31,14 @@ from openjmp.config.finetune import (
     ScalarHead,
     SpatialExtentHead,
 )
+from openjmp.data.statistics import element_counts as _element_counts
+from openjmp.data.statistics import fit_element_references
 from openjmp.errors import ConfigError, DataError
 from openjmp.io.references import read_references
 from openjmp.io.target_units import target_unit
-from openjmp.records import AtomsRecord
+from openjmp.records import N_ELEMENTS, AtomsRecord
 from openjmp.tasks.finetune_targets import ENERGY, HeadConfig, target_name
 
-N_ELEMENTS = 120
 Stats = dict[str, dict[str, Any]]
 
 
@@ -65,25 +65,10 @@ def record_label(record: AtomsRecord, key: str, what: str) -> float:
 
 def element_counts(records: Sequence[AtomsRecord]) -> np.ndarray:
     """(n, 120) int64: atoms of each element per structure."""
-    out = np.zeros((len(records), N_ELEMENTS), dtype=np.int64)
-    for i, r in enumerate(records):
-        out[i] = np.bincount(r.atomic_numbers, minlength=N_ELEMENTS)[:N_ELEMENTS]
-    return out
-
-
-def fit_references(
-    counts: np.ndarray, labels: np.ndarray, offsets: np.ndarray | None = None
-) -> np.ndarray:
-    """(120,) per-element values minimising ‖counts · c − (labels − offsets)‖, no intercept;
-    elements absent from the data get 0 (minimum-norm least squares)."""
-    y = np.asarray(labels, np.float64) - (
-        0.0 if offsets is None else np.asarray(offsets, np.float64)
-    )
-    present = np.flatnonzero(counts.sum(0) > 0)
-    coeff = np.zeros(N_ELEMENTS)
-    if len(y):
-        coeff[present] = np.linalg.lstsq(counts[:, present].astype(np.float64), y, rcond=None)[0]
-    return coeff
+    if not len(records):
+        return np.zeros((0, N_ELEMENTS), np.int64)
+    z = np.concatenate([r.atomic_numbers for r in records])
+    return _element_counts(z, np.array([r.natoms for r in records], np.int64))
 
 
 def _read_references(
@@ -91,7 +76,7 @@ def _read_references(
 ) -> np.ndarray:
     if refs.fit:
         assert labels is not None
-        return fit_references(counts, labels)
+        return fit_element_references(counts, labels)
     if refs.path is not None:
         return read_references(refs.path)
     return np.asarray(refs.values, np.float64)
@@ -256,7 +241,7 @@ def residual_statistics(
     pred = np.asarray(predictions, np.float64)
     if pred.shape != labels.shape:
         raise ValueError(f"predictions have shape {pred.shape}, the labels {labels.shape}")
-    coeff = fit_references(counts, labels, pred)
+    coeff = fit_element_references(counts, labels - pred)
     resid = _referenced(counts, labels, coeff) - pred
     mean, std = _moments(resid, keep_normalization or Normalization(), f"head {name!r} residual")
     new = {k: dict(v) for k, v in stats.items()}

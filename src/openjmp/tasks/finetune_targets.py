@@ -45,6 +45,7 @@ from openjmp.config.finetune import (
 )
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
+from openjmp.graph.scatter import segment_sum
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.heads import DirectForceHead, EnergyHead, GradientForceHead, mlp, pool
 from openjmp.model.heads import ScalarHead as ScalarHeadModule
@@ -339,10 +340,10 @@ class SpatialExtentTarget(Target):
         m = _masses(batch.atomic_numbers).to(x.dtype)
         b = batch.batch
         n = batch.num_graphs
-        total = pos.new_zeros(n).index_add_(0, b, m)
-        com = pos.new_zeros(n, 3).index_add_(0, b, pos * m[:, None]) / total[:, None]
+        total = segment_sum(m, b, n)
+        com = segment_sum(pos * m[:, None], b, n) / total[:, None]
         r2 = ((pos - com[b]) ** 2).sum(-1)
-        return pos.new_zeros(n).index_add_(0, b, q * r2)
+        return segment_sum(q * r2, b, n)
 
     def predict(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         return {self.name: self.norm.denormalize(self._raw(out, batch).to(torch.float64))}

@@ -92,7 +92,8 @@ def resolve_architecture(config: FinetuneConfig) -> FinetuneConfig:
     """
     import warnings
 
-    from openjmp.tasks.param_groups import check_llrd_multipliers, llrd_multipliers_for_depth
+    from openjmp.model.parameter_sets import check_llrd_multipliers
+    from openjmp.tasks.param_groups import llrd_multipliers_for_depth
 
     model = config.model
     if model.architecture != "checkpoint" or model.checkpoint is None:

@@ -22,7 +22,7 @@
 
 Checkpoints are saved with ``weights_only=False`` said explicitly (what Lightning defaults to,
 with an info message at every save) and loaded by `AtomicCheckpointIO` through openjmp's
-allow-listed unpickler (`openjmp.model.safe_pickle.safe_torch_load`): a checkpoint never runs
+allow-listed unpickler (`openjmp.io.safe_pickle.safe_torch_load`): a checkpoint never runs
 code when it is read, whatever torch's own ``weights_only`` default.
 """
 
@@ -195,7 +195,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         from openjmp.errors import CheckpointError
-        from openjmp.model.safe_pickle import safe_torch_load
+        from openjmp.io.safe_pickle import safe_torch_load
 
         try:
             return safe_torch_load(

@@ -1,7 +1,7 @@
 """`MultiDatasetDataModule`: the data side of multi-dataset training, from config sections.
 
-For every dataset (a `DatasetSpec`: name, format, train / val sources or a split, graph setting,
-linear references and normalisation) it
+For every dataset (a `PretrainDataset` config section: name, format, train / val sources or a
+split, graph setting, linear references and normalisation) it
 
 1. reads each source once into a record cache under ``cache_dir`` (`openjmp.train.sources`);
 2. cuts the train / val parts (a separate val source, or `openjmp.train.splits` on one source);
@@ -30,15 +30,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from openjmp.config.common import (
-    ForceNormalization,
-    GraphConfig,
-    LinearReferences,
-    LoaderConfig,
-    Normalization,
-    SourceConfig,
-    SplitConfig,
-)
+from openjmp.config.common import LoaderConfig
+from openjmp.config.pretrain import PretrainDataset, SamplingConfig
 from openjmp.data.cache import RecordStore
 from openjmp.data.sampling import ExpansionPlan, TemperatureSampler
 from openjmp.errors import ConfigError
@@ -49,40 +42,11 @@ from openjmp.train.sources import open_source
 from openjmp.train.splits import split_indices
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One dataset as the data module needs it (a `PretrainDataset` config has these fields)."""
-
-    name: str
-    format: str
-    train: SourceConfig
-    val: SourceConfig | None = None
-    split: SplitConfig | None = None
-    graph: GraphConfig = GraphConfig()
-    linear_references: LinearReferences | None = None
-    energy_normalization: Normalization = Normalization()
-    force_normalization: ForceNormalization = ForceNormalization()
-
-    @classmethod
-    def from_config(cls, d: object) -> DatasetSpec:
-        """From any config object with these attribute names (e.g. `PretrainDataset`)."""
-        return cls(**{f: getattr(d, f) for f in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """Up-sampling of the training parts (see `openjmp.data.sampling.ExpansionPlan`)."""
-
-    mode: str = "temperature"
-    temperature: float = 2.0
-    ratios: dict[str, float] | None = None
-
-
 @dataclass
 class PreparedDataset:
     """A dataset after step 1-3 of the module docstring."""
 
-    spec: DatasetSpec
+    spec: PretrainDataset
     train_store: RecordStore
     train_indices: np.ndarray
     val_store: RecordStore
@@ -90,7 +54,7 @@ class PreparedDataset:
     normalization: TargetNormalization
 
 
-def prepare_dataset(spec: DatasetSpec, cache_dir: Path) -> PreparedDataset:
+def prepare_dataset(spec: PretrainDataset, cache_dir: Path) -> PreparedDataset:
     """Read (or reopen) the sources, cut the parts and resolve the normalisation of ``spec``."""
     cache_dir = Path(cache_dir)
     train_store = open_source(spec.format, spec.train, cache_dir, label=f"{spec.name}-train")
@@ -135,11 +99,11 @@ class MultiDatasetDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        datasets: Sequence[DatasetSpec],
+        datasets: Sequence[PretrainDataset],
         loader: LoaderConfig,
         cache_dir: Path,
         *,
-        sampling: SamplingSpec | None = None,
+        sampling: SamplingConfig | None = None,
         edge_dropout: float = 0.0,
         seed: int = 0,
         dtype: torch.dtype = torch.float64,
@@ -178,7 +142,7 @@ class MultiDatasetDataModule(pl.LightningDataModule):
         else:
             ratios = None if sampling.ratios is None else [sampling.ratios[n] for n in names]
             self.plan = ExpansionPlan.build(
-                sizes, sampling.mode, temperature=sampling.temperature, ratios=ratios,  # type: ignore[arg-type]
+                sizes, sampling.mode, temperature=sampling.temperature, ratios=ratios,
                 names=names,
             )  # fmt: skip
         self._train_natoms: np.ndarray | None = None

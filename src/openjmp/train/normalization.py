@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from openjmp.config.common import ForceNormalization, LinearReferences, Normalization
-from openjmp.data.cache import RecordStore, atomic_write_bytes
-from openjmp.data.statistics import N_ELEMENTS, compute_statistics, fit_linear_references
+from openjmp.data.cache import RecordStore
+from openjmp.data.statistics import compute_statistics, fit_linear_references
 from openjmp.errors import ConfigError, DataError
+from openjmp.io.paths import atomic_write_bytes
 from openjmp.io.references import read_references
+from openjmp.records import N_ELEMENTS
 
 
 @dataclass(frozen=True)

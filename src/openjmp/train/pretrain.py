@@ -40,7 +40,7 @@ from openjmp.tasks.pretrain import (
 )
 from openjmp.train.backbone import build_backbone
 from openjmp.train.callbacks import elapsed_time
-from openjmp.train.datamodule import DatasetSpec, MultiDatasetDataModule, SamplingSpec
+from openjmp.train.datamodule import MultiDatasetDataModule
 from openjmp.train.trainer import build_trainer, model_dtype
 
 ValHistory = list[tuple[int, dict[str, dict[str, float]]]]
@@ -72,12 +72,11 @@ class PretrainResult:
 
 
 def build_datamodule(config: PretrainConfig, out_dir: Path) -> MultiDatasetDataModule:
-    s = config.sampling
     return MultiDatasetDataModule(
-        [DatasetSpec.from_config(d) for d in config.resolved_datasets()],
+        config.resolved_datasets(),
         config.loader,
         Path(out_dir) / "cache",
-        sampling=SamplingSpec(s.mode, s.temperature, s.ratios),
+        sampling=config.sampling,
         edge_dropout=config.edge_dropout,
         seed=config.trainer.seed,
     )
@@ -129,7 +128,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
 
 
 def _write_config(config: PretrainConfig, out_dir: Path) -> None:
-    from openjmp.data.cache import atomic_write_bytes
+    from openjmp.io.paths import atomic_write_bytes
 
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     atomic_write_bytes(out_dir / "config.yaml", text.encode())

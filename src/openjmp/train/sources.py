@@ -21,7 +21,8 @@ from pathlib import Path
 
 from openjmp import progress
 from openjmp.config.common import SourceConfig
-from openjmp.data.cache import RecordStore, write_store
+from openjmp.data.cache import RecordStore
+from openjmp.data.cache_writer import write_store
 from openjmp.errors import DataError
 
 

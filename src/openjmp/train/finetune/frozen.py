@@ -35,9 +35,8 @@ from openjmp.config.finetune import (
     ForcesHead,
     ScalarHead,
 )
-from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import ConfigError
-from openjmp.io.paths import check_writable_dir
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.model.checkpoint import save_model
 from openjmp.model.heads import PooledHead
 from openjmp.model.jmp_model import JMPModel

@@ -38,9 +38,8 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from openjmp.config.finetune import FinetuneConfig
-from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import CheckpointError, ConfigError
-from openjmp.io.paths import check_writable_dir
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator

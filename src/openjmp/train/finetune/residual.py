@@ -32,16 +32,15 @@ import torch
 from torch import Tensor, nn
 
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead, ScalarHead
+from openjmp.data.statistics import fit_element_references
 from openjmp.errors import ConfigError
 from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
 from openjmp.model.heads import EnergyHead
-from openjmp.records import AtomsRecord
+from openjmp.records import N_ELEMENTS, AtomsRecord
 from openjmp.tasks.finetune_stats import (
-    N_ELEMENTS,
     Stats,
     element_counts,
-    fit_references,
     record_label,
     reference_offsets,
 )
@@ -143,7 +142,7 @@ def residual_start(
     )
     labels = np.array([record_label(r, key, f"head {name!r}") for r in train])
     pred = reference_offsets(train, refs) + mean + scale * _raw_outputs(model, head, train, config)
-    delta = fit_references(element_counts(train), labels, pred)
+    delta = fit_element_references(element_counts(train), labels - pred)
     old = np.zeros(N_ELEMENTS)
     if refs is not None:
         r = np.asarray(refs, np.float64)[:N_ELEMENTS]

@@ -46,8 +46,6 @@ from typing import Any
 
 import numpy as np
 
-_IO_TESTS = Path(__file__).resolve().parents[1] / "io"
-
 # ------------------------------------------------------------------------------------------
 # Random values and mutations of values, mappings, JSON trees, text and bytes
 
@@ -270,11 +268,7 @@ def corrupt_file(path: Path, rng: np.random.Generator) -> None:
 
 
 def _writers():
-    import sys
-
-    if str(_IO_TESTS) not in sys.path:
-        sys.path.insert(0, str(_IO_TESTS))
-    import writers
+    from helpers import writers
 
     return writers
 

@@ -18,9 +18,9 @@ import torch
 
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.tasks.optimizer import OptimizationSettings
 from openjmp.tasks.pretrain import (
     DatasetTask,
-    OptimizationSettings,
     PretrainTask,
 )
 

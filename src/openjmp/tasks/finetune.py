@@ -41,7 +41,7 @@ from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
 from openjmp.model.outputs import HeadInfo
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_targets import Target, build_target, check_heads, target_name
-from openjmp.tasks.optimizer import adamw
+from openjmp.tasks.optimizer import configure_optimization, optimization_settings
 from openjmp.tasks.param_groups import freeze, llrd_param_groups, scale_shared_gradients
 from openjmp.tasks.schedules import WarmupCosineRLP, epochs_to_steps, llrd_min_lr_factor
 
@@ -143,6 +143,9 @@ class FinetuneTask(pl.LightningModule):
                 f"monitor.metric {self.config.monitor.metric!r} is not produced by these heads; "
                 f"available: {', '.join(available)}"
             )
+        self.optimization = optimization_settings(
+            self.config.optimizer, self.config.schedule, monitor_mode=self.config.monitor.mode
+        )
         self.steps_per_epoch = steps_per_epoch
         self.stopped_by_min_lr = False
         self.history: list[tuple[int, float]] = []
@@ -220,66 +223,32 @@ class FinetuneTask(pl.LightningModule):
             scale_shared_gradients(self.model, num_blocks=self.num_blocks)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.config
-        opt_cfg = cfg.optimizer
         named = [(n, p) for n, p in self.model.named_parameters()]
         named += [(f"targets.{n}", p) for n, p in self.targets.named_parameters()]
-        groups = llrd_param_groups(named, opt_cfg.lr, cfg.llrd or {}, self.num_blocks)
+        o = self.optimization
+        groups = llrd_param_groups(named, o.lr, self.config.llrd or {}, self.num_blocks)
         if not groups:
             raise ConfigError("nothing to train: every parameter is frozen")
-        optimizer = adamw(
-            groups,
-            lr=opt_cfg.lr,
-            betas=opt_cfg.betas,
-            eps=opt_cfg.eps,
-            weight_decay=opt_cfg.weight_decay,
-            amsgrad=opt_cfg.amsgrad,
-        )
         warmup, total = self.schedule_steps()
-        sched_cfg = cfg.schedule
-        plateau = sched_cfg.plateau
-        scheduler = WarmupCosineRLP(
-            optimizer,
-            warmup_steps=warmup,
-            max_steps=total,
-            warmup_start_factor=sched_cfg.warmup_start_factor,
-            min_lr_factors=[
-                llrd_min_lr_factor(g["lr_scale"], sched_cfg.min_lr_factor) for g in groups
-            ],
-            rlp_mode=cfg.monitor.mode,
-            rlp_factor=plateau.factor,
-            rlp_patience=plateau.patience,
-            rlp_threshold=plateau.threshold,
-            rlp_threshold_mode=plateau.threshold_mode,
-            rlp_min_lr=plateau.min_lr,
-            rlp_eps=plateau.eps,
-            rlp_cooldown=plateau.cooldown,
+        floors = [llrd_min_lr_factor(g["lr_scale"], o.min_lr_factor) for g in groups]
+        return configure_optimization(
+            groups, o, warmup_steps=warmup, max_steps=total, min_lr_factors=floors
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
 
     def schedule_steps(self) -> tuple[int, int]:
         """(warm-up steps W, cosine end M) in optimizer steps."""
-        s = self.config.schedule
+        s = self.optimization
         accum = self.config.trainer.accumulate_grad_batches
         needs_epochs = s.warmup_steps is None or s.max_steps is None
         if needs_epochs and not self.steps_per_epoch:
             raise ConfigError("the schedule is in epochs: FinetuneTask needs steps_per_epoch")
-        per_epoch = self.steps_per_epoch or 1
-        warmup = (
-            s.warmup_steps
-            if s.warmup_steps is not None
-            else epochs_to_steps(s.warmup_epochs, per_epoch * accum, accum)
-        )  # type: ignore[arg-type]
-        total = (
-            s.max_steps
-            if s.max_steps is not None
-            else epochs_to_steps(s.max_epochs, per_epoch * accum, accum)
-        )  # type: ignore[arg-type]
-        total = max(total, warmup + 1)
-        return int(warmup), int(total)
+        batches = (self.steps_per_epoch or 1) * accum
+
+        def steps(n: int | None, epochs: float | None) -> int:
+            return int(n) if n is not None else epochs_to_steps(epochs or 0.0, batches, accum)
+
+        warmup = steps(s.warmup_steps, s.warmup_epochs)
+        return warmup, max(steps(s.max_steps, s.max_epochs), warmup + 1)
 
     # ----------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:

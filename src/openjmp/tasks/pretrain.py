@@ -37,9 +37,8 @@ from openjmp.model.jmp_model import JMPModel
 from openjmp.model.normalization import ElementReferences, Normalizer
 from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.tasks.losses import energy_error_sums, force_error_sums, pretrain_loss
-from openjmp.tasks.optimizer import adamw
+from openjmp.tasks.optimizer import OptimizationSettings, configure_optimization
 from openjmp.tasks.param_groups import scale_shared_gradients
-from openjmp.tasks.schedules import pretrain_scheduler
 
 
 @dataclass(frozen=True)
@@ -77,23 +76,6 @@ class DatasetTask:
         }
 
 
-@dataclass(frozen=True)
-class OptimizationSettings:
-    """AdamW and the warm-up + cosine schedule (per optimizer step)."""
-
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    amsgrad: bool = False
-    warmup_steps: int = 2000
-    warmup_start_factor: float = 0.2
-    min_lr_factor: float = 0.1
-    max_steps: int | None = None
-    """Schedule length; None: ``max_epochs`` × optimizer steps per epoch."""
-    max_epochs: float | None = 2.0
-
-
 def disable_dropout_boost(model: JMPModel) -> None:
     """Switch off the 1/(1 − p) edge-dropout boost (config and output blocks), e.g. before a
     pre-trained model is saved for fine-tuning, which drops no edges."""
@@ -122,7 +104,7 @@ class PretrainTask(pl.LightningModule):
         self,
         config: GemNetOCConfig,
         tasks: Sequence[DatasetTask],
-        optimization: OptimizationSettings = OptimizationSettings(),
+        optimization: OptimizationSettings | None = None,
         *,
         shared_gradient_scaling: bool = True,
         activation_checkpointing: bool | None = None,
@@ -151,7 +133,7 @@ class PretrainTask(pl.LightningModule):
         self.register_buffer(
             "force_coef", torch.tensor([t.force_coefficient for t in self.tasks], dtype=dtype)
         )
-        self.optimization = optimization
+        self.optimization = optimization or OptimizationSettings()
         self.shared_gradient_scaling = shared_gradient_scaling
         self._steps_per_epoch = steps_per_epoch
         # histories kept in checkpoints, so a resumed run reports the whole run
@@ -240,28 +222,14 @@ class PretrainTask(pl.LightningModule):
             scale_shared_gradients(self.model, num_blocks=self.model.config.num_blocks)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        o = self.optimization
-        # AdamW on a single group: weight decay on every parameter, biases and embeddings too
-        optimizer = adamw(
+        # AdamW on a single group: weight decay on every parameter, biases and embeddings too;
+        # linear warm-up from 0.2x, cosine to 0.1x, stepped after every optimizer step
+        return configure_optimization(
             self.parameters(),
-            lr=o.lr,
-            betas=o.betas,
-            eps=o.eps,
-            weight_decay=o.weight_decay,
-            amsgrad=o.amsgrad,
-        )
-        scheduler = pretrain_scheduler(
-            optimizer,
-            warmup_steps=o.warmup_steps,
+            self.optimization,
+            warmup_steps=int(self.optimization.warmup_steps or 0),
             max_steps=self.schedule_steps(),
-            warmup_start_factor=o.warmup_start_factor,
-            min_factor=o.min_lr_factor,
         )
-        # stepped after every optimizer step (linear warm-up from 0.2x, cosine to 0.1x)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     def schedule_steps(self) -> int:
         """Optimizer steps of the whole cosine schedule."""

@@ -12,8 +12,9 @@ Modules, each one job (import from the module; nothing is re-exported):
 * `loader`: `KeyedBatchSampler` (fixed-size or atom-capped batches from a temperature
   sampler, with dropout draw keys), `ResumableDataLoader` (Lightning-stateful: mid-epoch
   resume), `sharded_eval_loader` (evaluation shard per rank, no padding);
-* `datamodule`: `MultiDatasetDataModule` (all of the above from the `PretrainDataset` and
-  `SamplingConfig` config sections; one dataset and ``sampling=None`` for fine-tuning);
+* `datamodule`: `GraphDataModule` (training and evaluation loaders over built graph datasets,
+  the base of every data module) and `MultiDatasetDataModule` (pre-training's datasets from
+  their config sections);
 * `callbacks`: EMA (Lightning's `EMAWeightAveraging` on the training device), checkpoint
   (last + best), `AtomicCheckpointIO`, LR monitor;
 * `trainer`: ``build_trainer(TrainerConfig, out_dir=..., precision=..., clipping=...,

@@ -32,9 +32,9 @@ from openjmp.errors import CheckpointError
 from openjmp.io.paths import check_writable_dir
 from openjmp.model.checkpoint import save_model
 from openjmp.progress import enabled_as as progress_on
+from openjmp.tasks.optimizer import optimization_settings
 from openjmp.tasks.pretrain import (
     DatasetTask,
-    OptimizationSettings,
     PretrainTask,
     disable_dropout_boost,
 )
@@ -98,19 +98,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
         )
         for d in config.datasets
     ]
-    o, s = config.optimizer, config.schedule
-    opt = OptimizationSettings(
-        lr=o.lr,
-        betas=tuple(o.betas),  # type: ignore[arg-type]
-        eps=o.eps,
-        weight_decay=o.weight_decay,
-        amsgrad=o.amsgrad,
-        warmup_steps=s.warmup_steps,
-        warmup_start_factor=s.warmup_start_factor,
-        min_lr_factor=s.min_lr_factor,
-        max_steps=s.max_steps,
-        max_epochs=s.max_epochs,
-    )
+    opt = optimization_settings(config.optimizer, config.schedule)
     if config.model.checkpoint is not None or config.model.scale_file is not None:
         raise CheckpointError(
             "pre-training from a checkpoint or with a scale file is not supported yet: set "

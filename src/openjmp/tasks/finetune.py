@@ -144,7 +144,10 @@ class FinetuneTask(pl.LightningModule):
                 f"available: {', '.join(available)}"
             )
         self.optimization = optimization_settings(
-            self.config.optimizer, self.config.schedule, monitor_mode=self.config.monitor.mode
+            self.config.optimizer,
+            self.config.schedule,
+            monitor_mode=self.config.monitor.mode,
+            precision=self.config.precision,
         )
         self.steps_per_epoch = steps_per_epoch
         self.stopped_by_min_lr = False

@@ -45,13 +45,16 @@ def adamw(
     eps: float,
     weight_decay: float,
     amsgrad: bool = False,
+    allow_fused: bool = True,
 ) -> torch.optim.AdamW:
     """``torch.optim.AdamW`` over ``params`` (tensors or param-group dicts), fused when every
-    parameter is a floating-point tensor on CPU or CUDA."""
+    parameter is a floating-point tensor on CPU or CUDA and ``allow_fused``."""
     groups = list(params)
     tensors = _params(groups)
-    fused = bool(tensors) and all(
-        p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for p in tensors
+    fused = (
+        allow_fused
+        and bool(tensors)
+        and all(p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for p in tensors)
     )
     return torch.optim.AdamW(
         groups,
@@ -98,6 +101,9 @@ class OptimizationSettings:
     max_epochs: float | None = 2.0
     plateau: PlateauSettings | None = None
     """None: the cosine ends at its floor (pre-training); else reduce-on-plateau follows."""
+    fused: bool = True
+    """torch's fused AdamW kernel where it applies; off under mixed precision, where Lightning
+    clips gradients itself and refuses an optimizer that unscales them internally."""
 
 
 def configure_optimization(
@@ -116,8 +122,9 @@ def configure_optimization(
     s = settings
     groups = list(params)
     optimizer = adamw(
-        groups, lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay, amsgrad=s.amsgrad
-    )
+        groups, lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay,
+        amsgrad=s.amsgrad, allow_fused=s.fused,
+    )  # fmt: skip
     if s.plateau is None:
         if min_lr_factors is not None:
             raise ValueError("per-group floors need the plateau schedule")
@@ -156,9 +163,11 @@ def optimization_settings(
     schedule: PretrainScheduleConfig | FinetuneScheduleConfig,
     *,
     monitor_mode: Literal["min", "max"] = "min",
+    precision: str = "32-true",
 ) -> OptimizationSettings:
     """The settings of a config's ``optimizer`` and ``schedule`` sections (a fine-tuning
-    schedule brings its plateau stage, on the monitored metric's ``monitor_mode``)."""
+    schedule brings its plateau stage, on the monitored metric's ``monitor_mode``; a mixed
+    ``precision`` turns the fused kernel off)."""
     plateau = None
     warmup_epochs = None
     if isinstance(schedule, FinetuneScheduleConfig):
@@ -182,4 +191,5 @@ def optimization_settings(
         max_steps=schedule.max_steps,
         max_epochs=schedule.max_epochs,
         plateau=plateau,
+        fused=precision not in ("16-mixed", "bf16-mixed"),
     )

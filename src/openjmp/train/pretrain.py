@@ -98,7 +98,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
         )
         for d in config.datasets
     ]
-    opt = optimization_settings(config.optimizer, config.schedule)
+    opt = optimization_settings(config.optimizer, config.schedule, precision=config.precision)
     if config.model.checkpoint is not None or config.model.scale_file is not None:
         raise CheckpointError(
             "pre-training from a checkpoint or with a scale file is not supported yet: set "

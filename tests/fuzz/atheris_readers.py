@@ -5,7 +5,7 @@
         --out fuzz-atheris
 
 One reader per process. A template input is written by the reader's maker in `fuzzlib`
-(input 0 of seed 0: a small valid or lightly damaged file set); atheris then mutates the bytes
+(the first of its seed-0 inputs that reads without error); atheris then mutates the bytes
 of the template's largest file (the data file: the LMDB data.mdb, the HDF5 file, the npz, the
 xyz tarball, the JSON, ...), guided by the line coverage of openjmp's readers and checks. Each
 input is read strictly and as ``openjmp data check`` does (`fuzzlib.run_input`); an outcome
@@ -36,10 +36,18 @@ from helpers import fuzzlib  # noqa: E402
 
 
 def _template(reader: str, root: Path) -> tuple[Path, str, Path]:
-    """(template directory, format, the file atheris mutates, relative to it)."""
+    """(path to read, format, the file atheris mutates), relative to ``root/template``: the
+    first of the maker's inputs (seed 0) that reads without error, so that the mutations start
+    from a valid file."""
     d = root / "template"
-    d.mkdir(parents=True)
-    path, fmt = fuzzlib.TARGETS[reader].make(fuzzlib.input_rng(0, 0), d)
+    for k in range(200):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        path, fmt = fuzzlib.TARGETS[reader].make(fuzzlib.input_rng(0, k), d)
+        if fuzzlib.run_input(path, fmt, d)["read"].kind == "ok":
+            break
+    else:
+        raise SystemExit(f"{reader}: no valid template among the first 200 inputs")
     files = [p for p in d.rglob("*") if p.is_file() and not p.name.endswith("-lock")]
     target = max(files, key=lambda p: p.stat().st_size)
     return path.relative_to(d) if path != d else Path("."), fmt, target.relative_to(d)

@@ -84,6 +84,7 @@ class FinetuneTask(pl.LightningModule):
         stats: Mapping[str, Mapping[str, Any]],
         steps_per_epoch: int | None = None,
         head_specs: Mapping[str, Mapping[str, Any]] | None = None,
+        kept_heads: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, FinetuneConfig):
@@ -95,6 +96,8 @@ class FinetuneTask(pl.LightningModule):
         }
         if head_specs:
             hp["head_specs"] = {k: dict(v) for k, v in head_specs.items()}
+        if kept_heads:
+            hp["kept_heads"] = {k: dict(v) for k, v in kept_heads.items()}
         self.save_hyperparameters(hp)
         self.config = FinetuneConfig.model_validate(config)
         bb = GemNetOCConfig.from_dict(backbone, source="backbone")
@@ -113,7 +116,13 @@ class FinetuneTask(pl.LightningModule):
             if ours != spec.get("type") and not (ours in pooled and spec.get("type") in pooled):
                 raise ConfigError(f"head {name!r}: a {spec.get('type')} head cannot replace it")
             heads[name] = head_from_spec(spec)
+        for name, spec in (kept_heads or {}).items():  # the checkpoint's heads, kept as they are
+            if name in heads:
+                raise ConfigError(f"kept head {name!r} has the name of a fine-tuning head")
+            heads[name] = head_from_spec(spec)
         self.model = JMPModel(bb, heads)
+        for name, spec in (kept_heads or {}).items():
+            self.model.set_head_info(name, HeadInfo.from_dict(spec))
         self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
         graph = self.config.data.graph.spec()
         self.derived: dict[str, str] = {}
@@ -131,10 +140,9 @@ class FinetuneTask(pl.LightningModule):
                 )
             self.derived.update(t.derived())
         self.num_blocks = bb.num_blocks
+        frozen_sets = self.config.frozen_sets(bb.num_blocks)
         try:
-            self.frozen = (
-                freeze(self.model, self.config.freeze, bb.num_blocks) if self.config.freeze else []
-            )
+            self.frozen = freeze(self.model, frozen_sets, bb.num_blocks) if frozen_sets else []
         except ValueError as exc:
             raise ConfigError(f"freeze: {exc}") from None
         available = [*metric_names(targets), "loss"]

@@ -14,6 +14,7 @@ molecules then replays both datasets through those heads. Checked here:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,50 @@ def test_replay_needs_its_section_and_a_checkpoint(tiny_pretrained, tmp_path: Pa
     with pytest.raises(ValueError, match="model.checkpoint"):
         FinetuneConfig.model_validate({**dump, "model": {**dump["model"], "checkpoint": None}})
     assert np.isclose(cfg.replay.ratio, 1.5)
+
+
+def test_forgetting_report(tiny_pretrained, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """Replay run: kept heads. The pre-trained model's errors are the pre-training run's own
+    last validation (same heads, same validation parts). A frozen run through the CLI with
+    the pre-training config: grafted heads on an unchanged backbone give the pre-trained
+    model's energy errors (its gradient-force backbone has no direct-force branch: no forces)."""
+    from openjmp.cli.main import main
+    from openjmp.evaluate import evaluate_forgetting
+
+    ckpt, _ = tiny_pretrained
+    target = write_molecules(tmp_path / "mine.extxyz", n=20, seed=40)
+    cfg = replay_config(tiny_pretrained, target)
+    result = run_finetune(cfg, out_dir=tmp_path / "run", progress=False, logger=False,
+                          evaluate_parts=())  # fmt: skip
+    report = evaluate_forgetting(result.last_checkpoint)
+    assert report["heads"] == "kept" and sorted(report["datasets"]) == ["mols", "slabs"]
+    assert report["target"]["metrics"]["forces_mae"] > 0
+    pre_run = read_checkpoint(ckpt.parent / "checkpoints" / "last.ckpt")
+    step, last_val = pre_run["openjmp_histories"]["val"][-1]
+    for name in ("slabs", "mols"):
+        ours = report["datasets"][name]["pretrained"]
+        assert ours["structures"] == 2
+        assert np.isclose(ours["energy_mae"], last_val[name]["energy_mae"], rtol=1e-5)
+        assert np.isclose(ours["forces_mae"], last_val[name]["force_mae"], rtol=1e-5)
+        ft = report["datasets"][name]["finetuned"]
+        assert ft["forces_mae"] is not None and ft["energy_mae"] != ours["energy_mae"]
+    assert (tmp_path / "run" / "evaluation" / "forgetting_val.json").is_file()
+
+    frozen = load_config("user-energy-forces", "finetune",
+                         [f"model.checkpoint={ckpt}", f"data.train.path={target}", *SHORT,
+                          "adaptation=frozen", f"trainer.output_dir={tmp_path / 'runs'}"])  # fmt: skip
+    run = run_finetune(frozen, out_dir=tmp_path / "frozen", progress=False, logger=False,
+                       evaluate_parts=())  # fmt: skip
+    args = ["evaluate", str(run.last_checkpoint), "--forgetting", "--no-progress",
+            "--pretrain-config", str(ckpt.parent / "config.yaml")]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "forgetting report" in out and "heads: grafted" in out
+    saved = json.loads((tmp_path / "frozen" / "evaluation" / "forgetting_val.json").read_text())
+    for name in ("slabs", "mols"):
+        ft, pre = saved["datasets"][name]["finetuned"], saved["datasets"][name]["pretrained"]
+        assert ft["forces_mae"] is None
+        assert np.isclose(ft["energy_mae"], pre["energy_mae"], rtol=1e-5)
+    # a run without a replay section needs the pre-training config
+    with pytest.raises(ConfigError, match="pretrain-config"):
+        evaluate_forgetting(run.last_checkpoint)

@@ -255,12 +255,12 @@ def evaluate_forgetting(
         pre_cfg = load_config(str(pretrain_config), "pretrain")
         assert isinstance(pre_cfg, PretrainConfig)
         replay = replay_from_pretrain_config(pre_cfg)
-    elif cfg.replay is not None:
+    elif cfg.replay is not None and cfg.replay.datasets:
         replay = cfg.replay
     else:
         raise ConfigError(
-            f"{checkpoint}: not a replay run; give the pre-training config (--pretrain-config "
-            "RUN/config.yaml) to name the pre-training datasets"
+            f"{checkpoint}: the run replays no pre-training data; give the pre-training config "
+            "(--pretrain-config RUN/config.yaml) to name the pre-training datasets"
         )
     source = pretrained if pretrained is not None else cfg.model.checkpoint
     if source is None:

@@ -259,3 +259,36 @@ def test_forgetting_report(tiny_pretrained, tmp_path: Path, capsys) -> None:  # 
     # a run without a replay section needs the pre-training config
     with pytest.raises(ConfigError, match="pretrain-config"):
         evaluate_forgetting(run.last_checkpoint)
+
+
+def test_pseudo_labels_are_the_starting_models_predictions(tiny_pretrained, tmp_path: Path) -> None:  # noqa: ANN001
+    """``pseudo_labels: [{name: mols}]``: the target's training structures labelled by the
+    checkpoint's mols heads (checked one structure at a time against the model itself), then
+    replayed through those heads in the stated numbers, without the pre-training data."""
+    from openjmp.graph.collate import collate
+    from openjmp.train.finetune.replay import pseudo_labelled
+
+    target = write_molecules(tmp_path / "mine.extxyz", n=20, seed=40)
+    cfg = replay_config(tiny_pretrained, target, datasets=[], pseudo_labels=[{"name": "mols"}],
+                        ratio=0.5)  # fmt: skip
+    splits = load_finetune_splits(cfg.data, tmp_path / "cache")
+    (labelled,) = pseudo_labelled(cfg, splits.train, batch_size=5)
+    assert len(labelled) == len(splits.train) == 16
+    model = load_checkpoint(tiny_pretrained[0], dtype=torch.float32)
+    for i in (0, 7, 15):
+        rec = labelled.record(i)
+        assert rec.dataset == "mols"
+        assert np.allclose(rec.positions, splits.train.records[i].positions)
+        one = collate([labelled[i]])
+        with torch.no_grad():
+            pred = model.to_physical(model(one, heads=["mols_energy", "mols_forces"]), one)
+        assert np.isclose(rec.energy, float(pred["mols_energy"][0]), rtol=0, atol=1e-4)
+        assert np.allclose(rec.forces, pred["mols_forces"].double().numpy(), atol=1e-5)
+        assert not np.isclose(rec.energy, splits.train.records[i].energy)  # not the EMT label
+
+    result = run_finetune(cfg, out_dir=tmp_path / "run", progress=False, logger=False,
+                          evaluate_parts=())  # fmt: skip
+    assert [(r["dataset"], r["train"], r["per_epoch"]) for r in result.replay] == [
+        ("target", 16, 16), ("mols (pseudo-labels)", 16, 8)
+    ]  # fmt: skip
+    assert result.steps == 6

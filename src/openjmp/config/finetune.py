@@ -236,13 +236,27 @@ class ReplayDataset(Strict):
         return self
 
 
-class ReplayConfig(Strict):
-    """Multi-head replay (``adaptation: replay``): batches of the pre-training data mixed into
-    fine-tuning. One epoch is one pass over the target's training part plus
-    ``round(ratio × N_target)`` replay structures, shared among the datasets by temperature
-    (p_i ∝ N_i^(1/T)) and drawn afresh every epoch."""
+class PseudoLabels(Strict):
+    """The target's training structures labelled by the starting model's head pair
+    ``{name}_energy`` / ``{name}_forces`` (before any fine-tuning), replayed through those
+    heads: replay without the pre-training data."""
 
-    datasets: list[ReplayDataset] = Field(min_length=1)
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    """The pre-training dataset whose heads label (and then train on) the structures."""
+    energy_coefficient: NonNegativeFloat = 1.0
+    force_coefficient: NonNegativeFloat = 1.0
+
+
+class ReplayConfig(Strict):
+    """Multi-head replay (``adaptation: replay``): batches of the pre-training data (or of
+    pseudo-labels) mixed into fine-tuning. One epoch is one pass over the target's training
+    part plus ``round(ratio × N_target)`` replay structures, shared among the replayed sets by
+    temperature (p_i ∝ N_i^(1/T)) and drawn afresh every epoch."""
+
+    datasets: list[ReplayDataset] = []
+    """Pre-training datasets replayed from their data."""
+    pseudo_labels: list[PseudoLabels] = []
+    """Heads whose predictions on the target's training structures are replayed."""
     data_root: Path | None = None
     """Directory the relative ``datasets.*.train/val.path`` are read from; null: the working
     directory."""
@@ -252,11 +266,19 @@ class ReplayConfig(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> ReplayConfig:
-        names = [d.name for d in self.datasets]
+        if not self.datasets and not self.pseudo_labels:
+            raise ValueError("replay needs datasets, pseudo_labels or both")
+        names = [d.name for d in self.datasets] + [p.name for p in self.pseudo_labels]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"replay dataset names must be unique, repeated: {dup}")
+            raise ValueError(
+                f"replay names must be unique over datasets and pseudo_labels, repeated: {dup}"
+            )
         return self
+
+    def heads(self) -> list[PseudoLabels | ReplayDataset]:
+        """Every replayed set in head order: the datasets, then the pseudo-labelled ones."""
+        return [*self.datasets, *self.pseudo_labels]
 
     def resolved_datasets(self) -> list[ReplayDataset]:
         """``datasets`` with every source path resolved against ``data_root``."""
@@ -362,7 +384,7 @@ class FinetuneConfig(Strict):
                 )
             sets += ["embedding", "bases", *(f"blocks_{i}" for i in range(num_blocks - k))]
         elif self.replay is not None:  # a kept head without loss weight stays as it was
-            for d in self.replay.datasets:
+            for d in self.replay.heads():
                 if d.energy_coefficient == 0:
                     sets.append(f"heads.{d.name}_energy.*")
                 if d.force_coefficient == 0:

@@ -88,14 +88,15 @@ class ReplayFinetuneTask(FinetuneTask):
         replay = self.config.replay
         if replay is None:
             raise ConfigError("adaptation replay needs a replay section")
-        self.replay_names = [d.name for d in replay.datasets]
+        sets = replay.heads()
+        self.replay_names = [d.name for d in sets]
         self.replay_index = {n: i for i, n in enumerate(self.replay_names)}
         missing = [h for h in kept_head_names(self.replay_names) if h not in self.model.heads]
         if missing:
             raise ConfigError(f"replay: the model has no head(s) {missing}")
         self.energy_transforms: dict[str, OutputTransform] = {}
         self.force_scales: dict[str, float] = {}
-        for d in replay.datasets:
+        for d in sets:
             e = self.model.output_transform(f"{d.name}_energy")
             f = self.model.output_transform(f"{d.name}_forces")
             if f is None or (e is None and d.energy_coefficient > 0):
@@ -113,12 +114,12 @@ class ReplayFinetuneTask(FinetuneTask):
             self.force_scales[d.name] = float(f.derivative_scale())
         self.register_buffer(
             "replay_energy_coef",
-            torch.tensor([d.energy_coefficient for d in replay.datasets], dtype=torch.float64),
+            torch.tensor([d.energy_coefficient for d in sets], dtype=torch.float64),
             persistent=False,
         )
         self.register_buffer(
             "replay_force_coef",
-            torch.tensor([d.force_coefficient for d in replay.datasets], dtype=torch.float64),
+            torch.tensor([d.force_coefficient for d in sets], dtype=torch.float64),
             persistent=False,
         )
 

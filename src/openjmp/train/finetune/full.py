@@ -65,6 +65,7 @@ from openjmp.train.finetune.replay import (
     format_replay_summary,
     kept_heads,
     load_replay_sources,
+    pseudo_labelled,
     replay_summary,
 )
 from openjmp.train.finetune.residual import residual_start
@@ -255,16 +256,23 @@ def run_full(
     summary: list[dict[str, Any]] = []
     if config.replay is not None:
         sources = load_replay_sources(config.replay, cache)
+        pseudo = pseudo_labelled(
+            config,
+            splits.train,
+            edge_dropout=config.edge_dropout,
+            batch_size=config.loader.eval_batch_size or config.loader.batch_size,
+        )
         dm = ReplayDataModule(
             splits,
             config.data.graph,
             config.loader,
             sources,
             config.replay,
+            pseudo,
             seed=config.trainer.seed,
             edge_dropout=config.edge_dropout,
         )
-        summary = replay_summary(sources, dm.plan, len(splits.train))
+        summary = replay_summary(config.replay, sources, dm.plan, len(splits.train))
         print(format_replay_summary(summary), flush=True)
     else:
         dm = FinetuneDataModule(

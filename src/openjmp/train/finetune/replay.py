@@ -9,6 +9,8 @@
   × N_target)`` replay structures shared by temperature; each replayed dataset is walked in a
   fixed seeded order, one window per epoch, so later epochs see new structures;
 * `ReplayDataModule`: `FinetuneDataModule` whose training batches are `MixedBatch` es;
+* `pseudo_labelled`: the target's training structures labelled by the starting model's heads
+  (``replay.pseudo_labels``), replayed like a dataset;
 * `replay_summary` / `format_replay_summary`: which heads and datasets take part, how many
   structures each (printed at the start, kept in ``metrics.json`` and the CLI's summary).
 """
@@ -28,8 +30,9 @@ from openjmp.config.common import GraphConfig, LoaderConfig
 from openjmp.config.finetune import FinetuneConfig, ReplayConfig, ReplayDataset
 from openjmp.data.sampling import ExpansionPlan, TemperatureSampler, sampling_probabilities
 from openjmp.errors import ConfigError
+from openjmp.model.jmp_model import JMPModel
 from openjmp.tasks.finetune_replay import TARGET_DATASET, collate_mixed, kept_head_names
-from openjmp.train.finetune.data import FinetuneDataModule, FinetuneSplits, Part
+from openjmp.train.finetune.data import FinetuneDataModule, FinetuneSplits, Part, iterate_batches
 from openjmp.train.graph_dataset import ConcatGraphDataset, GraphDataset
 from openjmp.train.sources import open_source
 from openjmp.train.splits import split_indices
@@ -44,28 +47,37 @@ class ReplaySource:
     val: Part
 
 
-def kept_heads(
-    config: FinetuneConfig, *, dtype: torch.dtype = torch.float32
-) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
-    """(head specs with `HeadInfo`, ``heads.*`` weights) of the replayed datasets' heads in
-    ``model.checkpoint`` (EMA weights as ``model.ema_weights`` says)."""
+def starting_model(config: FinetuneConfig, *, dtype: torch.dtype = torch.float32) -> JMPModel:
+    """``model.checkpoint`` as fine-tuning starts from it (EMA weights as ``model.ema_weights``
+    says), checked to have the heads of every replayed set (a `ConfigError` names the
+    pre-training datasets it has)."""
     from openjmp.model.checkpoint import load_checkpoint
 
     assert config.replay is not None and config.model.checkpoint is not None
     path = Path(config.model.checkpoint)
     model = load_checkpoint(path, ema=config.model.ema_weights, dtype=dtype)
-    specs = model.head_specs()
-    have = sorted(h[: -len("_energy")] for h in specs if h.endswith("_energy"))
-    names = [d.name for d in config.replay.datasets]
+    have = sorted(h[: -len("_energy")] for h in model.heads if h.endswith("_energy"))
+    names = [d.name for d in config.replay.heads()]
     if TARGET_DATASET in names:
-        raise ConfigError(f"replay.datasets: the name {TARGET_DATASET!r} is the target's")
-    wanted = kept_head_names(names)
-    missing = [h for h in wanted if h not in specs]
+        raise ConfigError(f"replay: the name {TARGET_DATASET!r} is the target's")
+    missing = [h for h in kept_head_names(names) if h not in model.heads]
     if missing:
         raise ConfigError(
-            f"replay.datasets: model.checkpoint {path} has no head(s) {missing}; its "
+            f"replay: model.checkpoint {path} has no head(s) {missing}; its "
             f"pre-training datasets are {have or 'none (not a pre-training checkpoint)'}"
         )
+    return model
+
+
+def kept_heads(
+    config: FinetuneConfig, *, dtype: torch.dtype = torch.float32
+) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
+    """(head specs with `HeadInfo`, ``heads.*`` weights) of the replayed sets' heads in
+    ``model.checkpoint`` (`starting_model`)."""
+    assert config.replay is not None
+    model = starting_model(config, dtype=dtype)
+    specs = model.head_specs()
+    wanted = kept_head_names([d.name for d in config.replay.heads()])
     state = {
         k: v.detach().clone()
         for k, v in model.state_dict().items()
@@ -103,6 +115,56 @@ def load_replay_sources(replay: ReplayConfig, cache_dir: Path) -> list[ReplaySou
         if len(train) == 0:
             raise ConfigError(f"replay.datasets {spec.name}: the training part is empty")
         out.append(ReplaySource(spec, train, val))
+    return out
+
+
+@torch.no_grad()
+def pseudo_labelled(
+    config: FinetuneConfig,
+    train: Part,
+    *,
+    edge_dropout: float = 0.0,
+    batch_size: int = 16,
+) -> list[GraphDataset]:
+    """Per ``replay.pseudo_labels`` entry: the target's training structures with the energies
+    and forces the starting model's heads of that name predict for them (eV, eV/Å; the energy
+    label is 0 where the head records no eV transform and its loss weight must be 0), as a
+    dataset of that name on the target's graph setting."""
+    assert config.replay is not None
+    if not config.replay.pseudo_labels:
+        return []
+    model = starting_model(config, dtype=torch.float32).eval()
+    graph = config.data.graph
+    source = GraphDataset(train.store, graph, TARGET_DATASET, indices=train.indices)
+    out = []
+    for entry in config.replay.pseudo_labels:
+        e_head, f_head = kept_head_names([entry.name])
+        energy_t = model.output_transform(e_head)
+        with_energy = energy_t is not None and energy_t.physical
+        if not with_energy and entry.energy_coefficient > 0:
+            raise ConfigError(
+                f"replay.pseudo_labels {entry.name}: head {e_head} does not predict eV; set its "
+                "energy_coefficient to 0 to replay forces only"
+            )
+        heads = [e_head, f_head] if with_energy else [f_head]
+        energies: list[float] = []
+        forces: list[np.ndarray] = []
+        for batch in iterate_batches(source, batch_size):
+            pred = model.to_physical(model(batch, heads=heads), batch)
+            f = pred[f_head].to(torch.float64).numpy()
+            ends = np.cumsum(batch.natoms.numpy())
+            forces += np.split(f, ends[:-1])
+            e = pred[e_head].numpy() if with_energy else np.zeros(batch.num_graphs)
+            energies += [float(x) for x in e]
+        records = [
+            train.records[i].replace(energy=energies[i], forces=forces[i], dataset=entry.name)
+            for i in range(len(train))
+        ]
+        out.append(
+            GraphDataset(
+                records, graph, entry.name, edge_dropout=edge_dropout, seed=config.trainer.seed
+            )  # fmt: skip
+        )
     return out
 
 
@@ -181,6 +243,7 @@ class ReplayDataModule(FinetuneDataModule):
         loader: LoaderConfig,
         sources: Sequence[ReplaySource],
         replay: ReplayConfig,
+        pseudo: Sequence[GraphDataset] = (),
         *,
         seed: int = 0,
         edge_dropout: float = 0.0,
@@ -202,11 +265,12 @@ class ReplayDataModule(FinetuneDataModule):
             )  # fmt: skip
             for s in self.sources
         ]
+        replayed += list(pseudo)  # in `ReplayConfig.heads` order
         self.train_set = ConcatGraphDataset([target, *replayed])
         self.plan = replay_plan(
             len(target),
             [len(d) for d in replayed],
-            [s.spec.name for s in self.sources],
+            [d.name for d in replayed],
             replay.ratio,
             replay.temperature,
         )
@@ -219,23 +283,25 @@ class ReplayDataModule(FinetuneDataModule):
 
 
 def replay_summary(
-    sources: Sequence[ReplaySource], plan: ExpansionPlan, n_target: int
+    replay: ReplayConfig, sources: Sequence[ReplaySource], plan: ExpansionPlan, n_target: int
 ) -> list[dict[str, Any]]:
     """Per part of the training data: name, heads, structures (train / val) and per epoch."""
     rows: list[dict[str, Any]] = [
         {"dataset": "target", "heads": "fine-tuning heads", "train": n_target,
          "per_epoch": plan.expanded_sizes[0]},
     ]  # fmt: skip
-    for s, per_epoch in zip(sources, plan.expanded_sizes[1:]):
+    parts = {s.spec.name: s for s in sources}
+    for d, size, per_epoch in zip(replay.heads(), plan.sizes[1:], plan.expanded_sizes[1:]):
+        real = parts.get(d.name)
         rows.append(
             {
-                "dataset": s.spec.name,
-                "heads": ", ".join(kept_head_names([s.spec.name])),
-                "train": len(s.train),
-                "val": len(s.val),
+                "dataset": d.name if real is not None else f"{d.name} (pseudo-labels)",
+                "heads": ", ".join(kept_head_names([d.name])),
+                "train": int(size),
+                "val": None if real is None else len(real.val),
                 "per_epoch": int(per_epoch),
-                "energy_coefficient": s.spec.energy_coefficient,
-                "force_coefficient": s.spec.force_coefficient,
+                "energy_coefficient": d.energy_coefficient,
+                "force_coefficient": d.force_coefficient,
             }
         )
     return rows

@@ -292,3 +292,42 @@ def test_pseudo_labels_are_the_starting_models_predictions(tiny_pretrained, tmp_
         ("target", 16, 16), ("mols (pseudo-labels)", 16, 8)
     ]  # fmt: skip
     assert result.steps == 6
+
+
+def test_heads_without_references_need_them(tiny_pretrained, tmp_path: Path) -> None:  # noqa: ANN001
+    """A checkpoint whose energy heads record no references (as the published JMP ones): an
+    energy loss on them is a named error; ``references`` completes the head (here with the
+    references the tiny run fitted, so the completed head is the original one)."""
+    from openjmp.model.checkpoint import save_model
+    from openjmp.model.outputs import OutputTransform
+    from openjmp.train.finetune.replay import kept_heads
+
+    model = load_checkpoint(tiny_pretrained[0], dtype=torch.float32)
+    original = model.output_transform("mols_energy")
+    assert original.references is not None
+    bare = OutputTransform.energy(original.scale, original.shift, missing="no references")
+    model.set_head_info("mols_energy", output=bare)
+    published_like = save_model(model, tmp_path / "published-like.pt")
+    target = write_molecules(tmp_path / "mine.extxyz", n=20, seed=40)
+    section = replay_section(tiny_pretrained[1])
+    section["datasets"] = [d for d in section["datasets"] if d["name"] == "mols"]
+    like = (published_like, tiny_pretrained[1])
+    cfg = replay_config(like, target, **section)
+    with pytest.raises(ConfigError, match="head mols_energy is not in eV"):
+        run_finetune(cfg, out_dir=tmp_path / "run", progress=False, logger=False)
+
+    refs = tmp_path / "mols-references.json"
+    refs.write_text(json.dumps(list(original.references)))
+    section["datasets"][0]["references"] = str(refs)
+    cfg = replay_config(like, target, ["trainer.max_steps=2"], **section)
+    specs, _ = kept_heads(cfg)
+    completed = OutputTransform.from_dict(specs["mols_energy"]["output"])
+    assert completed.physical and completed.references == original.references
+    assert completed.shift == original.shift and completed.scale == original.scale
+    assert run_finetune(cfg, out_dir=tmp_path / "ok", progress=False, logger=False,
+                        evaluate_parts=()).steps == 2  # fmt: skip
+    # references for a head that has its own are refused, not silently replaced
+    section = replay_section(tiny_pretrained[1])
+    section["datasets"][1]["references"] = str(refs)
+    with pytest.raises(ConfigError, match="records its own references already"):
+        kept_heads(replay_config(tiny_pretrained, target, **section))

@@ -221,6 +221,9 @@ class ReplayDataset(Strict):
     """λ_E of this dataset's energy head (0: the head is held fixed)."""
     force_coefficient: NonNegativeFloat = 1.0
     """λ_F of this dataset's force head (0: the head is held fixed)."""
+    references: Path | None = None
+    """Per-element energy references (the authors' ``linref.npz`` or a JSON {element: eV})
+    completing an energy head that records none (the published JMP checkpoints)."""
 
     @field_validator("format")
     @classmethod
@@ -245,6 +248,8 @@ class PseudoLabels(Strict):
     """The pre-training dataset whose heads label (and then train on) the structures."""
     energy_coefficient: NonNegativeFloat = 1.0
     force_coefficient: NonNegativeFloat = 1.0
+    references: Path | None = None
+    """As `ReplayDataset.references`."""
 
 
 class ReplayConfig(Strict):

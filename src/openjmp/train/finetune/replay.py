@@ -51,7 +51,7 @@ def starting_model(config: FinetuneConfig, *, dtype: torch.dtype = torch.float32
     """``model.checkpoint`` as fine-tuning starts from it (EMA weights as ``model.ema_weights``
     says), checked to have the heads of every replayed set (a `ConfigError` names the
     pre-training datasets it has)."""
-    from openjmp.model.checkpoint import load_checkpoint
+    from openjmp.model.checkpoint import load_checkpoint, set_references
 
     assert config.replay is not None and config.model.checkpoint is not None
     path = Path(config.model.checkpoint)
@@ -66,6 +66,18 @@ def starting_model(config: FinetuneConfig, *, dtype: torch.dtype = torch.float32
             f"replay: model.checkpoint {path} has no head(s) {missing}; its "
             f"pre-training datasets are {have or 'none (not a pre-training checkpoint)'}"
         )
+    for d in config.replay.heads():
+        if d.references is None:
+            continue
+        transform = model.output_transform(f"{d.name}_energy")
+        if transform is not None and transform.physical:
+            raise ConfigError(
+                f"replay {d.name}: references {d.references} given, but head {d.name}_energy "
+                "records its own references already; leave references out"
+            )
+        if not Path(d.references).expanduser().is_file():
+            raise ConfigError(f"replay {d.name}: references file {d.references} does not exist")
+        set_references(model, d.name, Path(d.references).expanduser())
     return model
 
 

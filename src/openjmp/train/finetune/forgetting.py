@@ -35,8 +35,10 @@ from openjmp.train.graph_dataset import GraphDataset
 
 
 def replay_from_pretrain_config(config: PretrainConfig) -> ReplayConfig:
-    """The datasets of a pre-training config as a replay section (same sources and split)."""
+    """The datasets of a pre-training config as a replay section (same sources, split, graph
+    and loss weights)."""
     fields = ("name", "format", "train", "val", "split", "graph")
+    fields += ("energy_coefficient", "force_coefficient")
     datasets = [
         ReplayDataset.model_validate({k: getattr(d, k) for k in fields})
         for d in config.resolved_datasets()

@@ -113,11 +113,9 @@ def load_replay_sources(replay: ReplayConfig, cache_dir: Path) -> list[ReplaySou
     for spec in replay.resolved_datasets():
         _check_source(spec, "train")
         _check_source(spec, "val")
-        store = open_source(spec.format, spec.train, cache_dir, label=f"replay-{spec.name}-train")
+        store = open_source(spec.format, spec.train, cache_dir, label=f"{spec.name}-train")
         if spec.val is not None:
-            val_store = open_source(
-                spec.format, spec.val, cache_dir, label=f"replay-{spec.name}-val"
-            )
+            val_store = open_source(spec.format, spec.val, cache_dir, label=f"{spec.name}-val")
             train = Part(store, np.arange(len(store), dtype=np.int64))
             val = Part(val_store, np.arange(len(val_store), dtype=np.int64))
         else:
@@ -329,6 +327,6 @@ def format_replay_summary(rows: Sequence[dict[str, Any]]) -> str:
                 f", loss weights λ_E {r['energy_coefficient']:g} λ_F {r['force_coefficient']:g}"
             )
         lines.append(
-            f"  {r['dataset']:<12} {r['per_epoch']:>7} / {r['train']:<8} -> {r['heads']}{weights}"
+            f"  {r['dataset']:<24} {r['per_epoch']:>7} / {r['train']:<8} -> {r['heads']}{weights}"
         )
     return "\n".join(lines)

@@ -326,6 +326,13 @@ def test_heads_without_references_need_them(tiny_pretrained, tmp_path: Path) -> 
     assert completed.shift == original.shift and completed.scale == original.scale
     assert run_finetune(cfg, out_dir=tmp_path / "ok", progress=False, logger=False,
                         evaluate_parts=()).steps == 2  # fmt: skip
+    # forces only, without references: trains, validates and evaluates the target
+    section["datasets"][0].pop("references")
+    section["datasets"][0]["energy_coefficient"] = 0.0
+    cfg = replay_config(like, target, ["trainer.max_steps=2"], **section)
+    forces_only = run_finetune(cfg, out_dir=tmp_path / "forces-only", progress=False,
+                               logger=False, evaluate_parts=("val",))  # fmt: skip
+    assert forces_only.steps == 2 and forces_only.metrics["val"]["forces_mae"] > 0
     # references for a head that has its own are refused, not silently replaced
     section = replay_section(tiny_pretrained[1])
     section["datasets"][1]["references"] = str(refs)

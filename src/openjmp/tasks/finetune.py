@@ -123,6 +123,8 @@ class FinetuneTask(pl.LightningModule):
         self.model = JMPModel(bb, heads)
         for name, spec in (kept_heads or {}).items():
             self.model.set_head_info(name, HeadInfo.from_dict(spec))
+        self.target_heads = [n for n in self.model.heads if n not in (kept_heads or {})]
+        """The heads of the targets (the kept ones are trained by their own loss only)."""
         self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
         graph = self.config.data.graph.spec()
         self.derived: dict[str, str] = {}
@@ -180,8 +182,8 @@ class FinetuneTask(pl.LightningModule):
         return self.physical(self.model_outputs(batch), batch)
 
     def model_outputs(self, batch: Batch) -> dict[str, Tensor]:
-        """Raw outputs of every model head (and the stress, when a target trains on it)."""
-        return self.model(batch, stress=self.derived or None)
+        """Raw outputs of the targets' heads (and the stress, when a target trains on it)."""
+        return self.model(batch, heads=self.target_heads, stress=self.derived or None)
 
     def physical(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         """Raw outputs -> physical predictions: model heads through `JMPModel.to_physical`

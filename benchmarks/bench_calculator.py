@@ -19,6 +19,7 @@ moves the atoms by 1e-3 Å so ASE recomputes):
     .venv/bin/python benchmarks/bench_calculator.py [--models demo jmp-s] [--repeats 5]
 
 float32, 2 threads (``--threads``). Measure with nothing else running on the machine.
+``--device cuda`` runs the same cases on a GPU (timings synchronised with the device).
 """
 
 from __future__ import annotations
@@ -75,23 +76,32 @@ def model(size: str) -> tuple[Any, dict[str, Any]]:
     return m.eval(), graphs
 
 
-def _median_ms(fn: Any, atoms: Any, repeats: int) -> float:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn: Any, atoms: Any, repeats: int, device: str = "cpu") -> float:
     times = []
     for i in range(repeats + 2):
         atoms.positions[0, 0] += 1e-3 * (-1) ** i
         t = time.perf_counter()
         fn()
+        _sync(device)
         if i >= 2:
             times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
 
 
-def bare_forward_backward_ms(m: Any, atoms: Any, spec: Any, repeats: int) -> float:
+def bare_forward_backward_ms(
+    m: Any, atoms: Any, spec: Any, repeats: int, device: str = "cpu"
+) -> float:
     from openjmp.graph.collate import collate
     from openjmp.graph.gemnet import build_graph_sample
     from openjmp.records import AtomsRecord
 
-    batch = collate([build_graph_sample(AtomsRecord.from_ase(atoms), spec, dtype=torch.float32)])
+    sample = build_graph_sample(AtomsRecord.from_ase(atoms), spec, dtype=torch.float32)
+    batch = collate([sample]).to(device)
     times = []
     for i in range(repeats + 2):
         t = time.perf_counter()
@@ -99,26 +109,29 @@ def bare_forward_backward_ms(m: Any, atoms: Any, spec: Any, repeats: int) -> flo
         out = m(batch.__class__(**{**{f: getattr(batch, f) for f in batch.__slots__}, "pos": pos}),
                 heads=["energy"])  # fmt: skip
         torch.autograd.grad(out["energy"].sum(), pos)
+        _sync(device)
         if i >= 2:
             times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
 
 
-def run(sizes: list[str], repeats: int) -> list[dict[str, Any]]:
+def run(sizes: list[str], repeats: int, device: str = "cpu") -> list[dict[str, Any]]:
     import openjmp
 
     rows = []
     for size in sizes:
         m, graphs = model(size)
+        m = m.to(device)
         for name, atoms in structures().items():
             spec = graphs[bool(atoms.pbc.any())]
             a = atoms.copy()
-            a.calc = openjmp.JMPCalculator(m, graph=spec, forces="gradient")
-            step = _median_ms(a.get_forces, a, repeats)
+            a.calc = openjmp.JMPCalculator(m, graph=spec, forces="gradient", device=device)
+            step = _median_ms(a.get_forces, a, repeats, device)
             stress = None
             if a.pbc.any():
-                stress = _median_ms(lambda a=a: (a.get_stress(), a.get_forces()), a, repeats)
-            bare = bare_forward_backward_ms(m, atoms, spec, repeats)
+                both = lambda a=a: (a.get_stress(), a.get_forces())  # noqa: E731
+                stress = _median_ms(both, a, repeats, device)
+            bare = bare_forward_backward_ms(m, atoms, spec, repeats, device)
             row = {"model": size, "structure": name, "step_ef_ms": step, "step_efs_ms": stress,
                    "bare_ms": bare, "ratio": step / bare}  # fmt: skip
             rows.append(row)
@@ -137,13 +150,15 @@ def main() -> None:
     p.add_argument("--models", nargs="+", choices=["demo", "jmp-s"], default=["demo", "jmp-s"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     np.random.seed(0)
-    print(f"float32, {args.threads} threads, median of {args.repeats} steps (ms)")
+    where = f"{args.threads} threads" if args.device == "cpu" else args.device
+    print(f"float32, {where}, median of {args.repeats} steps (ms)")
     print("| model | structure | step E+F | step E+F+S | bare fwd+bwd | ratio |")
     print("|---|---|---|---|---|---|")
-    run(args.models, args.repeats)
+    run(args.models, args.repeats, args.device)
 
 
 if __name__ == "__main__":

@@ -114,14 +114,14 @@ def check_distances(rec: AtomsRecord, min_distance: float = DEFAULT_MIN_DISTANCE
     """Raise if two atoms (periodic images included) are closer than ``min_distance`` Å."""
     if rec.natoms < 2 and not rec.pbc.any():
         return
-    from vesin import NeighborList
+    from openjmp.neighbor_search import half_neighbor_list
 
     # vesin bins space by its cutoff: a 0.1 Å search over a slab with vacuum allocates ~10^5
     # bins (7 ms per record); searching 1 Å and filtering costs ~0.1 ms.
-    nl = NeighborList(cutoff=max(min_distance, _SEARCH_CUTOFF), full_list=False)
     pbc = rec.pbc
     cell = rec.cell if pbc.any() else np.zeros((3, 3))
-    i, j, d = nl.compute(points=rec.positions, box=cell, periodic=pbc, quantities="ijd")
+    cutoff = max(min_distance, _SEARCH_CUTOFF)
+    i, j, d = half_neighbor_list(rec.positions, cell, pbc, cutoff, "ijd", n_threads=0)
     close = d < min_distance
     i, j, d = i[close], j[close], d[close]
     if len(d):

@@ -104,3 +104,31 @@ def test_image_ranges_and_completed_basis() -> None:
     # Plane spacings 4 and 5 Å: 11 Å needs ceil(11/4) = 3 and ceil(11/5) = 3 images; none along z.
     assert image_ranges(cell, pbc, 11.0) == [3, 3, 0]
     assert image_ranges(cell, pbc, 2.0) == [1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "far",
+    [[6660.0, 82.6, 0.07], [1000.0, 1000.0, 0.0], [2000.0, 82.0, 0.5], [1e5, 1e5, 1e-3]],
+)
+def test_wide_thin_point_sets_do_not_kill_the_process(far) -> None:  # noqa: ANN001
+    """A molecule with one atom hundreds of Å away in a thin plane (found by the reader
+    fuzzer) made vesin divide by zero (SIGFPE, the process dies); the search still returns
+    exactly the pairs within the cutoff, and the record check names the overlap."""
+    from openjmp.errors import DataError
+    from openjmp.neighbor_search import half_neighbor_list
+    from openjmp.records import AtomsRecord
+    from openjmp.validate import check_distances
+
+    pts = np.array([[0.0, 0.0, 0.0], [0.9, 0.0, 0.0], [0.0, 1.5, 0.0], far])
+    i, j, d = half_neighbor_list(pts, np.zeros((3, 3)), [False] * 3, 1.2, "ijd")
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) in ([(0, 1)], [(1, 0)])
+    np.testing.assert_allclose(d, [0.9])
+    for cutoff in (6.0, 12.0):  # the graph cutoffs: brute force agrees
+        pairs = candidate_pairs(pts, np.zeros((3, 3)), (False,) * 3, cutoff)
+        dist = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+        want = {(a, b) for a in range(4) for b in range(4) if a != b and dist[a, b] <= cutoff}
+        got = set(zip(pairs.source.tolist(), pairs.target.tolist(), strict=True))
+        assert got == want
+    rec = AtomsRecord(atomic_numbers=np.array([6, 1, 1, 1]), positions=pts, source="x.h5", index=3)
+    with pytest.raises(DataError, match="overlapping atoms: atoms 0 and 1"):
+        check_distances(rec, min_distance=1.0)

@@ -16,9 +16,11 @@ import math
 import pytest
 import torch
 
+from openjmp.config.common import OptimizerConfig
+from openjmp.config.pretrain import PretrainScheduleConfig
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
-from openjmp.tasks.optimizer import OptimizationSettings
+from openjmp.tasks.optimizer import Optimization
 from openjmp.tasks.pretrain import (
     DatasetTask,
     PretrainTask,
@@ -159,7 +161,10 @@ def test_shared_gradients_divided_by_their_use_count() -> None:
 
 
 def test_optimizer_and_schedule() -> None:
-    opt = OptimizationSettings(lr=3e-4, warmup_steps=10, max_steps=100, max_epochs=None)
+    opt = Optimization(
+        OptimizerConfig(lr=3e-4),
+        PretrainScheduleConfig(warmup_steps=10, max_steps=100, max_epochs=None),
+    )
     task = PretrainTask(TINY, TASKS, opt)
     conf = task.configure_optimizers()
     o, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
@@ -174,8 +179,8 @@ def test_optimizer_and_schedule() -> None:
         sched.step()
     assert lrs[0] == pytest.approx(0.2 * 3e-4) and lrs[9] == pytest.approx(3e-4)
     assert lrs[100] == pytest.approx(0.1 * 3e-4) and lrs[55] == pytest.approx(0.55 * 3e-4)
-    epochs = PretrainTask(TINY, TASKS, OptimizationSettings(max_epochs=2.5, warmup_steps=3),
-                          steps_per_epoch=8)  # fmt: skip
+    sched = PretrainScheduleConfig(max_epochs=2.5, warmup_steps=3)
+    epochs = PretrainTask(TINY, TASKS, Optimization(schedule=sched), steps_per_epoch=8)
     assert epochs.schedule_steps() == 20
 
 

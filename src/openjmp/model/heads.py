@@ -48,8 +48,19 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 when autocast made it float16 / bfloat16 (else unchanged): sums of
+    per-atom energies keep 24 bits, not bfloat16's 8 (a 300 eV total would be off by 1 eV)."""
+    return x.float() if x.dtype in _REDUCED else x
+
+
 def pool(x: Tensor, batch: Tensor, num_graphs: int, reduction: Pooling) -> Tensor:
-    """(N, k) per-atom values -> (B, k) per structure by sum, mean or max."""
+    """(N, k) per-atom values -> (B, k) per structure by sum, mean or max (in float32 at least,
+    under mixed precision too)."""
+    x = at_least_float32(x)
     if reduction == "sum":
         return segment_sum(x, batch, num_graphs)
     if reduction == "mean":

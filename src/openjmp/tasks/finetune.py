@@ -41,7 +41,7 @@ from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
 from openjmp.model.outputs import HeadInfo
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_targets import Target, build_target, check_heads, target_name
-from openjmp.tasks.optimizer import configure_optimization, optimization_settings
+from openjmp.tasks.optimizer import Optimization, configure_optimization
 from openjmp.tasks.param_groups import freeze, llrd_param_groups, scale_shared_gradients
 from openjmp.tasks.schedules import WarmupCosineRLP, epochs_to_steps, llrd_min_lr_factor
 
@@ -153,8 +153,11 @@ class FinetuneTask(pl.LightningModule):
                 f"monitor.metric {self.config.monitor.metric!r} is not produced by these heads; "
                 f"available: {', '.join(available)}"
             )
-        self.optimization = optimization_settings(
-            self.config.optimizer, self.config.schedule, monitor_mode=self.config.monitor.mode
+        self.optimization = Optimization.for_run(
+            self.config.optimizer,
+            self.config.schedule,
+            precision=self.config.precision,
+            monitor_mode=self.config.monitor.mode,
         )
         self.steps_per_epoch = steps_per_epoch
         self.stopped_by_min_lr = False
@@ -236,18 +239,18 @@ class FinetuneTask(pl.LightningModule):
         named = [(n, p) for n, p in self.model.named_parameters()]
         named += [(f"targets.{n}", p) for n, p in self.targets.named_parameters()]
         o = self.optimization
-        groups = llrd_param_groups(named, o.lr, self.config.llrd or {}, self.num_blocks)
+        groups = llrd_param_groups(named, o.optimizer.lr, self.config.llrd or {}, self.num_blocks)
         if not groups:
             raise ConfigError("nothing to train: every parameter is frozen")
         warmup, total = self.schedule_steps()
-        floors = [llrd_min_lr_factor(g["lr_scale"], o.min_lr_factor) for g in groups]
+        floors = [llrd_min_lr_factor(g["lr_scale"], o.schedule.min_lr_factor) for g in groups]
         return configure_optimization(
             groups, o, warmup_steps=warmup, max_steps=total, min_lr_factors=floors
         )
 
     def schedule_steps(self) -> tuple[int, int]:
         """(warm-up steps W, cosine end M) in optimizer steps."""
-        s = self.optimization
+        s = self.optimization.schedule
         accum = self.config.trainer.accumulate_grad_batches
         needs_epochs = s.warmup_steps is None or s.max_steps is None
         if needs_epochs and not self.steps_per_epoch:
@@ -257,7 +260,7 @@ class FinetuneTask(pl.LightningModule):
         def steps(n: int | None, epochs: float | None) -> int:
             return int(n) if n is not None else epochs_to_steps(epochs or 0.0, batches, accum)
 
-        warmup = steps(s.warmup_steps, s.warmup_epochs)
+        warmup = steps(s.warmup_steps, self.optimization.warmup_epochs())
         return warmup, max(steps(s.max_steps, s.max_epochs), warmup + 1)
 
     # ----------------------------------------------------------------- validation

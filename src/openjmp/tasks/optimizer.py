@@ -1,10 +1,10 @@
 """The optimizer and learning-rate schedule of every openjmp run, built in one place.
 
-`OptimizationSettings` holds AdamW's settings and the schedule's shape (plain dataclass: the
-training layer fills it from the config); `configure_optimization` turns parameter groups and
-resolved step counts into what Lightning's ``configure_optimizers`` returns: AdamW with a
-warm-up + cosine schedule stepped every optimizer step, followed by reduce-on-plateau when
-``plateau`` is set (fine-tuning; ``WarmupCosineRLP``), without it for pre-training.
+`Optimization` holds the config's ``optimizer`` and ``schedule`` sections as they are (the
+training layer builds it, the tasks take it); `configure_optimization` turns parameter groups
+and resolved step counts into what Lightning's ``configure_optimizers`` returns: AdamW with a
+warm-up + cosine schedule stepped every optimizer step, followed by reduce-on-plateau for a
+fine-tuning schedule (``WarmupCosineRLP``), without it for pre-training.
 
 AdamW as the authors configure it, with torch's fused kernel where the parameters allow.
 
@@ -45,13 +45,16 @@ def adamw(
     eps: float,
     weight_decay: float,
     amsgrad: bool = False,
+    allow_fused: bool = True,
 ) -> torch.optim.AdamW:
     """``torch.optim.AdamW`` over ``params`` (tensors or param-group dicts), fused when every
-    parameter is a floating-point tensor on CPU or CUDA."""
+    parameter is a floating-point tensor on CPU or CUDA and ``allow_fused``."""
     groups = list(params)
     tensors = _params(groups)
-    fused = bool(tensors) and all(
-        p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for p in tensors
+    fused = (
+        allow_fused
+        and bool(tensors)
+        and all(p.device.type in _FUSED_DEVICES and p.dtype.is_floating_point for p in tensors)
     )
     return torch.optim.AdamW(
         groups,
@@ -64,45 +67,46 @@ def adamw(
     )
 
 
-@dataclass(frozen=True)
-class PlateauSettings:
-    """Reduce-on-plateau after the cosine (fine-tuning), on the monitored metric."""
-
-    mode: Literal["min", "max"] = "min"
-    factor: float = 0.8
-    patience: int = 3
-    threshold: float = 1e-4
-    threshold_mode: Literal["rel", "abs"] = "rel"
-    min_lr: float = 0.0
-    eps: float = 1e-8
-    cooldown: int = 0
+MIXED_PRECISION = ("16-mixed", "bf16-mixed")
 
 
 @dataclass(frozen=True)
-class OptimizationSettings:
-    """AdamW and the warm-up + cosine schedule (per optimizer step); the schedule's length is
-    ``max_steps``, or ``max_epochs`` × optimizer steps per epoch (resolved by the task)."""
+class Optimization:
+    """How a run optimises: the config's own ``optimizer`` and ``schedule`` sections (no field
+    copied), and what the run adds to them.
 
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    amsgrad: bool = False
-    warmup_steps: int | None = 2000
-    warmup_epochs: float | None = None
-    """Warm-up in epochs when ``warmup_steps`` is None (fine-tuning's default)."""
-    warmup_start_factor: float = 0.2
-    min_lr_factor: float = 0.1
-    max_steps: int | None = None
-    """Schedule length; None: ``max_epochs`` × optimizer steps per epoch."""
-    max_epochs: float | None = 2.0
-    plateau: PlateauSettings | None = None
-    """None: the cosine ends at its floor (pre-training); else reduce-on-plateau follows."""
+    ``schedule``: a pre-training schedule (warm-up + cosine to its floor) or a fine-tuning one
+    (per-group warm-up + cosine, then reduce-on-plateau on the monitored metric, whose
+    direction is ``monitor_mode``). ``fused``: torch's fused AdamW kernel where it applies; off
+    under mixed precision, where Lightning clips gradients itself and refuses an optimizer that
+    unscales them internally."""
+
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: PretrainScheduleConfig | FinetuneScheduleConfig = PretrainScheduleConfig()
+    monitor_mode: Literal["min", "max"] = "min"
+    fused: bool = True
+
+    @classmethod
+    def for_run(
+        cls,
+        optimizer: OptimizerConfig,
+        schedule: PretrainScheduleConfig | FinetuneScheduleConfig,
+        *,
+        precision: str = "32-true",
+        monitor_mode: Literal["min", "max"] = "min",
+    ) -> Optimization:
+        """The optimisation of a run at ``precision`` (mixed: no fused kernel)."""
+        return cls(optimizer, schedule, monitor_mode, fused=precision not in MIXED_PRECISION)
+
+    def warmup_epochs(self) -> float | None:
+        """Warm-up in epochs (fine-tuning schedules; used when ``warmup_steps`` is None)."""
+        s = self.schedule
+        return s.warmup_epochs if isinstance(s, FinetuneScheduleConfig) else None
 
 
 def configure_optimization(
     params: Iterable[Any],
-    settings: OptimizationSettings,
+    optimization: Optimization,
     *,
     warmup_steps: int,
     max_steps: int,
@@ -112,15 +116,17 @@ def configure_optimization(
     ``configure_optimizers`` returns them (``interval: step``).
 
     ``warmup_steps`` / ``max_steps``: the resolved lengths in optimizer steps;
-    ``min_lr_factors``: a cosine floor per group (LLRD), default ``settings.min_lr_factor``."""
-    s = settings
-    groups = list(params)
+    ``min_lr_factors``: a cosine floor per group (LLRD; fine-tuning schedules only), default
+    the schedule's ``min_lr_factor``."""
+    o, s = optimization.optimizer, optimization.schedule
+    b0, b1 = o.betas
     optimizer = adamw(
-        groups, lr=s.lr, betas=s.betas, eps=s.eps, weight_decay=s.weight_decay, amsgrad=s.amsgrad
-    )
-    if s.plateau is None:
+        list(params), lr=o.lr, betas=(b0, b1), eps=o.eps, weight_decay=o.weight_decay,
+        amsgrad=o.amsgrad, allow_fused=optimization.fused,
+    )  # fmt: skip
+    if isinstance(s, PretrainScheduleConfig):
         if min_lr_factors is not None:
-            raise ValueError("per-group floors need the plateau schedule")
+            raise ValueError("per-group floors need a fine-tuning schedule")
         scheduler: Any = pretrain_scheduler(
             optimizer,
             warmup_steps=warmup_steps,
@@ -136,7 +142,7 @@ def configure_optimization(
             max_steps=max_steps,
             warmup_start_factor=s.warmup_start_factor,
             min_lr_factors=s.min_lr_factor if min_lr_factors is None else list(min_lr_factors),
-            rlp_mode=p.mode,
+            rlp_mode=optimization.monitor_mode,
             rlp_factor=p.factor,
             rlp_patience=p.patience,
             rlp_threshold=p.threshold,
@@ -149,37 +155,3 @@ def configure_optimization(
         "optimizer": optimizer,
         "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
     }
-
-
-def optimization_settings(
-    optimizer: OptimizerConfig,
-    schedule: PretrainScheduleConfig | FinetuneScheduleConfig,
-    *,
-    monitor_mode: Literal["min", "max"] = "min",
-) -> OptimizationSettings:
-    """The settings of a config's ``optimizer`` and ``schedule`` sections (a fine-tuning
-    schedule brings its plateau stage, on the monitored metric's ``monitor_mode``)."""
-    plateau = None
-    warmup_epochs = None
-    if isinstance(schedule, FinetuneScheduleConfig):
-        p = schedule.plateau
-        plateau = PlateauSettings(
-            mode=monitor_mode, factor=p.factor, patience=p.patience, threshold=p.threshold,
-            threshold_mode=p.threshold_mode, min_lr=p.min_lr, eps=p.eps, cooldown=p.cooldown,
-        )  # fmt: skip
-        warmup_epochs = schedule.warmup_epochs
-    b0, b1 = optimizer.betas
-    return OptimizationSettings(
-        lr=optimizer.lr,
-        betas=(b0, b1),
-        eps=optimizer.eps,
-        weight_decay=optimizer.weight_decay,
-        amsgrad=optimizer.amsgrad,
-        warmup_steps=schedule.warmup_steps,
-        warmup_epochs=warmup_epochs,
-        warmup_start_factor=schedule.warmup_start_factor,
-        min_lr_factor=schedule.min_lr_factor,
-        max_steps=schedule.max_steps,
-        max_epochs=schedule.max_epochs,
-        plateau=plateau,
-    )

@@ -37,7 +37,7 @@ from openjmp.model.jmp_model import JMPModel
 from openjmp.model.normalization import ElementReferences, Normalizer
 from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.tasks.losses import energy_error_sums, force_error_sums, pretrain_loss
-from openjmp.tasks.optimizer import OptimizationSettings, configure_optimization
+from openjmp.tasks.optimizer import Optimization, configure_optimization
 from openjmp.tasks.param_groups import scale_shared_gradients
 
 
@@ -104,7 +104,7 @@ class PretrainTask(pl.LightningModule):
         self,
         config: GemNetOCConfig,
         tasks: Sequence[DatasetTask],
-        optimization: OptimizationSettings | None = None,
+        optimization: Optimization | None = None,
         *,
         shared_gradient_scaling: bool = True,
         activation_checkpointing: bool | None = None,
@@ -133,7 +133,7 @@ class PretrainTask(pl.LightningModule):
         self.register_buffer(
             "force_coef", torch.tensor([t.force_coefficient for t in self.tasks], dtype=dtype)
         )
-        self.optimization = optimization or OptimizationSettings()
+        self.optimization = optimization or Optimization()
         self.shared_gradient_scaling = shared_gradient_scaling
         self._steps_per_epoch = steps_per_epoch
         # histories kept in checkpoints, so a resumed run reports the whole run
@@ -227,13 +227,13 @@ class PretrainTask(pl.LightningModule):
         return configure_optimization(
             self.parameters(),
             self.optimization,
-            warmup_steps=int(self.optimization.warmup_steps or 0),
+            warmup_steps=self.optimization.schedule.warmup_steps or 0,
             max_steps=self.schedule_steps(),
         )
 
     def schedule_steps(self) -> int:
         """Optimizer steps of the whole cosine schedule."""
-        o = self.optimization
+        o = self.optimization.schedule
         if o.max_steps is not None:
             return int(o.max_steps)
         if o.max_epochs is None:

@@ -32,7 +32,7 @@ from openjmp.errors import CheckpointError
 from openjmp.io.paths import check_writable_dir
 from openjmp.model.checkpoint import save_model
 from openjmp.progress import enabled_as as progress_on
-from openjmp.tasks.optimizer import optimization_settings
+from openjmp.tasks.optimizer import Optimization
 from openjmp.tasks.pretrain import (
     DatasetTask,
     PretrainTask,
@@ -98,7 +98,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
         )
         for d in config.datasets
     ]
-    opt = optimization_settings(config.optimizer, config.schedule)
+    opt = Optimization.for_run(config.optimizer, config.schedule, precision=config.precision)
     if config.model.checkpoint is not None or config.model.scale_file is not None:
         raise CheckpointError(
             "pre-training from a checkpoint or with a scale file is not supported yet: set "

@@ -221,6 +221,98 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_forgetting(
+    checkpoint: str | Path,
+    *,
+    pretrained: str | Path | None = None,
+    pretrain_config: str | Path | None = None,
+    part: str = "val",
+    out_dir: str | Path | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """The forgetting report of a fine-tuned ``checkpoint``: its error on the target's ``part``
+    and, through the pre-training heads, on every pre-training dataset's validation part,
+    beside the pre-trained model's own (`openjmp.train.finetune.forgetting`). Written to
+    ``forgetting_<part>.json``.
+
+    ``pretrained``: the pre-trained checkpoint (default: the run's ``model.checkpoint``);
+    ``pretrain_config``: a pre-training config (e.g. its run's ``config.yaml``) naming the
+    datasets (default: the run's ``replay`` section; one of the two is needed).
+    """
+    from openjmp.config.load import load_config
+    from openjmp.config.pretrain import PretrainConfig
+    from openjmp.errors import ConfigError
+    from openjmp.model.checkpoint import load_checkpoint
+    from openjmp.train.finetune.forgetting import forgetting_errors, replay_from_pretrain_config
+
+    checkpoint = Path(checkpoint)
+    target = evaluate_checkpoint(
+        checkpoint, parts=(part,), out_dir=out_dir, batch_size=batch_size, plots=False
+    )[part]
+    task = load_task(checkpoint)
+    cfg = task.config
+    if pretrain_config is not None:
+        pre_cfg = load_config(str(pretrain_config), "pretrain")
+        assert isinstance(pre_cfg, PretrainConfig)
+        replay = replay_from_pretrain_config(pre_cfg)
+    elif cfg.replay is not None and cfg.replay.datasets:
+        replay = cfg.replay
+    else:
+        raise ConfigError(
+            f"{checkpoint}: the run replays no pre-training data; give the pre-training config "
+            "(--pretrain-config RUN/config.yaml) to name the pre-training datasets"
+        )
+    source = pretrained if pretrained is not None else cfg.model.checkpoint
+    if source is None:
+        raise ConfigError(
+            f"{checkpoint}: trained from scratch; give the pre-trained checkpoint (--pretrained)"
+        )
+    run_dir = checkpoint.parent.parent
+    out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
+    cache = run_dir / "cache" if (run_dir / "cache").is_dir() else out / "cache"
+    errors = forgetting_errors(
+        load_checkpoint(checkpoint),
+        load_checkpoint(source),
+        replay,
+        cache,
+        batch_size=batch_size or cfg.loader.eval_batch_size or cfg.loader.batch_size,
+        device=evaluation_device(cfg),
+    )
+    report = {
+        "checkpoint": str(checkpoint),
+        "pretrained": str(source),
+        "run": cfg.name,
+        "adaptation": cfg.adaptation,
+        "target": {"part": part, "structures": target["structures"], "metrics": target["metrics"]},
+        **errors,
+    }
+    atomic_write_bytes(out / f"forgetting_{part}.json", json.dumps(report, indent=1).encode())
+    return report
+
+
+def format_forgetting(report: dict[str, Any]) -> str:
+    """The forgetting report as a table: target error, then per pre-training dataset the
+    fine-tuned and pre-trained model's energy (meV/atom) and force (meV/Å) MAE."""
+    t = report["target"]
+    lines = [f"{report['run']} ({report['adaptation']}): forgetting report"]
+    shown = [f"{k} {v:.4g}" for k, v in t["metrics"].items() if k.endswith("_mae")]
+    lines.append(f"  target [{t['part']}, {t['structures']} structures]: {', '.join(shown)}")
+    lines.append(
+        f"  pre-training sets (validation part; heads: {report['heads']}), "
+        "energy MAE meV/atom | force MAE meV/Å"
+    )
+    lines.append(f"  {'dataset':<14}{'structures':>10}  {'fine-tuned':>21}  {'pre-trained':>21}")
+
+    def cell(e: dict[str, Any]) -> str:
+        f = "-" if e["forces_mae"] is None else f"{1000 * e['forces_mae']:.4g}"
+        return f"{1000 * e['energy_mae_per_atom']:.4g} | {f}"
+
+    for name, row in report["datasets"].items():
+        ft, pre = row["finetuned"], row["pretrained"]
+        lines.append(f"  {name:<14}{ft['structures']:>10}  {cell(ft):>21}  {cell(pre):>21}")
+    return "\n".join(lines)
+
+
 def load_report(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
@@ -229,6 +321,8 @@ __all__ = [
     "PAPER_RESULTS",
     "benchmark_name",
     "evaluate_checkpoint",
+    "evaluate_forgetting",
+    "format_forgetting",
     "format_report",
     "paper_metrics",
     "paper_unit",

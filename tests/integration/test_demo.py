@@ -73,6 +73,22 @@ def test_demo_small_scale_writes_report(tmp_path: Path) -> None:
     for r in runs:
         assert math.isfinite(r["test_metric"]) and r["test_metric"] > 0, r
         assert r["steps"] > 0 and r["history"], r
+    # the replay arm on the force task: one run, a forgetting table with finite errors for the
+    # pre-trained, fully fine-tuned and replay models (scratch has no pre-training heads)
+    assert [(r["task"], r["arm"], r["seed"]) for r in study["replay_runs"]] == [
+        ("md_forces", "replay", 0)
+    ]
+    table = study["forgetting"]["md_forces"]
+    assert set(table["target"]) == {"scratch", "pretrained", "replay"}
+    assert len(table["datasets"]) == 4
+    for row in table["datasets"].values():
+        assert row["scratch"] is None
+        for arm in ("pre-trained", "pretrained", "replay"):
+            assert row[arm]["structures"] > 0
+            assert math.isfinite(row[arm]["energy_mae"]) and math.isfinite(row[arm]["forces_mae"])
+    assert "## Fine-tuning that does not forget: replay" in report
+    png = figures / "dimers_md_forces.png"
+    assert png.is_file() and "figures/dimers_md_forces.png" in report
     for _, per_set in study["pretrain"]["val_history"]:
         for metrics in per_set.values():
             assert all(math.isfinite(v) for v in metrics.values())

@@ -6,7 +6,10 @@ data (``--split train|val|test|all``): metrics in physical units and in the pape
 JMP-S / JMP-L numbers when the run is one of its benchmarks, parity plots (PNG) and
 ``evaluation_<split>.json`` in ``--out`` (default ``<run>/evaluation``). ``--config`` (a YAML
 file or preset, with ``--set``) replaces the configuration saved in the checkpoint, e.g. to
-evaluate on other data.
+evaluate on other data. ``--forgetting`` (``--pretrained CKPT``, ``--pretrain-config YAML``)
+reports the error on the target beside, per pre-training dataset, the error through the
+pre-training heads of the fine-tuned and of the pre-trained model (`openjmp.evaluate.
+evaluate_forgetting`).
 """
 
 from __future__ import annotations
@@ -28,13 +31,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_overrides(p, "override a field of the config (saved one or --config)")
     p.add_argument(
         "--split",
-        default="test",
+        default=None,
         choices=("train", "val", "test", "all"),
-        help="data part to evaluate (default: test)",
+        help="data part to evaluate (default: test; val with --forgetting)",
     )
     p.add_argument("--out", type=Path, default=None, help="output directory")
     p.add_argument("--batch-size", type=positive_int, default=None, help="evaluation batch size")
     p.add_argument("--no-plots", action="store_true", help="skip the parity plots")
+    p.add_argument(
+        "--forgetting",
+        action="store_true",
+        help="also evaluate on the pre-training datasets' validation parts through the "
+        "pre-training heads, beside the pre-trained model (split: val unless given)",
+    )
+    p.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="--forgetting: the pre-trained checkpoint (default: the run's model.checkpoint)",
+    )
+    p.add_argument(
+        "--pretrain-config",
+        default=None,
+        help="--forgetting: pre-training config naming the datasets (default: the run's "
+        "replay section)",
+    )
     p.add_argument(
         "--no-progress",
         action="store_true",
@@ -63,7 +84,26 @@ def run(args: argparse.Namespace) -> int:
             key, value = parse_override(text)
             apply_override(data, key, value, text)
         config = FinetuneConfig.model_validate(data)
-    parts = ("train", "val", "test") if args.split == "all" else (args.split,)
+    if args.forgetting:
+        from openjmp.errors import ConfigError
+        from openjmp.evaluate import evaluate_forgetting, format_forgetting
+
+        if config is not None or args.split == "all":
+            raise ConfigError("--forgetting evaluates one part of the run's own data: no "
+                              "--config, --set or --split all")  # fmt: skip
+        part = args.split or "val"
+        report = evaluate_forgetting(
+            args.checkpoint,
+            pretrained=args.pretrained,
+            pretrain_config=args.pretrain_config,
+            part=part,
+            out_dir=args.out,
+            batch_size=args.batch_size,
+        )
+        print(format_forgetting(report))
+        return 0
+    split = args.split or "test"
+    parts = ("train", "val", "test") if split == "all" else (split,)
     reports = evaluate_checkpoint(
         args.checkpoint,
         config=config,

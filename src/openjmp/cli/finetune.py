@@ -115,5 +115,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{config.name}: best val {result.monitor} {best} ({result.steps} steps, "
           f"{result.wall_time:.0f} s, stopped by {result.stop_reason})")  # fmt: skip
     _print_metrics(result.metrics, config)
+    if result.replay:
+        from openjmp.train.finetune.replay import format_replay_summary
+
+        print(format_replay_summary(result.replay))
+        print(f"forgetting report: openjmp evaluate {result.best_checkpoint} --forgetting")
     print(f"best weights: {result.best_checkpoint}")
     return 0

@@ -9,6 +9,7 @@ JMP-L (openjmp.config.benchmarks) and ``user-energy-forces`` / ``user-property``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -35,6 +36,7 @@ from openjmp.config.common import (
     check_format,
     check_reader,
 )
+from openjmp.errors import ConfigError
 from openjmp.model.parameter_sets import check_llrd_multipliers
 
 ForceKind = Literal["gradient", "direct"]
@@ -202,19 +204,131 @@ class FinetuneScheduleConfig(Strict):
         return self
 
 
+class ReplayDataset(Strict):
+    """One pre-training dataset replayed during fine-tuning, through the checkpoint's heads
+    ``{name}_energy`` / ``{name}_forces`` with their own normalisation (the heads' recorded
+    output transforms) and this dataset's loss weights."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    """The pre-training dataset (= head prefix in ``model.checkpoint``), e.g. oc20."""
+    format: str
+    train: SourceConfig
+    val: SourceConfig | None = None
+    split: SplitConfig | None = None
+    """As in pre-training: the same split gives the same validation part (forgetting report)."""
+    graph: GraphConfig = GraphConfig()
+    energy_coefficient: NonNegativeFloat = 1.0
+    """λ_E of this dataset's energy head (0: the head is held fixed)."""
+    force_coefficient: NonNegativeFloat = 1.0
+    """λ_F of this dataset's force head (0: the head is held fixed)."""
+    references: Path | None = None
+    """Per-element energy references (the authors' ``linref.npz`` or a JSON {element: eV})
+    completing an energy head that records none (the published JMP checkpoints)."""
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, fmt: str) -> str:
+        check_format(fmt)
+        return fmt
+
+    @model_validator(mode="after")
+    def _check(self) -> ReplayDataset:
+        if (self.val is None) == (self.split is None):
+            raise ValueError("give either a val source or a split of the train source (not both)")
+        check_reader(self.format, [self.train, self.val])
+        return self
+
+
+class PseudoLabels(Strict):
+    """The target's training structures labelled by the starting model's head pair
+    ``{name}_energy`` / ``{name}_forces`` (before any fine-tuning), replayed through those
+    heads: replay without the pre-training data."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    """The pre-training dataset whose heads label (and then train on) the structures."""
+    energy_coefficient: NonNegativeFloat = 1.0
+    force_coefficient: NonNegativeFloat = 1.0
+    references: Path | None = None
+    """As `ReplayDataset.references`."""
+
+
+class ReplayConfig(Strict):
+    """Multi-head replay (``adaptation: replay``): batches of the pre-training data (or of
+    pseudo-labels) mixed into fine-tuning. One epoch is one pass over the target's training
+    part plus ``round(ratio × N_target)`` replay structures, shared among the replayed sets by
+    temperature (p_i ∝ N_i^(1/T)) and drawn afresh every epoch."""
+
+    datasets: list[ReplayDataset] = []
+    """Pre-training datasets replayed from their data."""
+    pseudo_labels: list[PseudoLabels] = []
+    """Heads whose predictions on the target's training structures are replayed."""
+    data_root: Path | None = None
+    """Directory the relative ``datasets.*.train/val.path`` are read from; null: the working
+    directory."""
+    ratio: PositiveFloat = 1.0
+    """Replay structures per target structure (1.0: on average half of every batch)."""
+    temperature: PositiveFloat = 2.0
+
+    @model_validator(mode="after")
+    def _unique(self) -> ReplayConfig:
+        if not self.datasets and not self.pseudo_labels:
+            raise ValueError("replay needs datasets, pseudo_labels or both")
+        names = [d.name for d in self.datasets] + [p.name for p in self.pseudo_labels]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(
+                f"replay names must be unique over datasets and pseudo_labels, repeated: {dup}"
+            )
+        return self
+
+    def heads(self) -> list[PseudoLabels | ReplayDataset]:
+        """Every replayed set in head order: the datasets, then the pseudo-labelled ones."""
+        return [*self.datasets, *self.pseudo_labels]
+
+    def resolved_datasets(self) -> list[ReplayDataset]:
+        """``datasets`` with every source path resolved against ``data_root``."""
+
+        def resolve(src: SourceConfig) -> SourceConfig:
+            path = Path(src.path).expanduser()
+            if self.data_root is not None and not path.is_absolute():
+                path = Path(self.data_root).expanduser() / path
+            return src.model_copy(update={"path": path})
+
+        out = []
+        for d in self.datasets:
+            update: dict[str, SourceConfig] = {"train": resolve(d.train)}
+            if d.val is not None:
+                update["val"] = resolve(d.val)
+            out.append(d.model_copy(update=update))
+        return out
+
+
+Adaptation = Literal["ridge", "mlp", "frozen", "partial", "full", "replay"]
+TRAINED_END_TO_END = ("frozen", "partial", "full", "replay")
+"""Adaptations that run the training loop (the others fit a head on pooled features)."""
+
+
 class FinetuneConfig(Strict):
     """A fine-tuning run."""
 
     kind: Literal["finetune"] = "finetune"
     name: str = "finetune"
-    adaptation: Literal["full", "ridge", "mlp"] = "full"
-    """How the pre-trained model adapts: ``full`` trains everything end to end (the JMP recipe;
-    ``freeze`` can hold parts fixed); ``ridge`` / ``mlp`` keep the backbone frozen and fit a
-    ridge regression / small MLP on its pooled features, in seconds (tiny datasets)."""
+    adaptation: Adaptation = "full"
+    """How the pre-trained model adapts (the ladder, cheapest first): ``ridge`` / ``mlp``
+    fit a ridge regression / small MLP on the frozen backbone's pooled features, in seconds;
+    ``frozen`` trains new heads on a frozen embedding + backbone; ``partial`` also trains the
+    last ``trainable_blocks`` blocks; ``full`` trains everything end to end (the JMP recipe;
+    ``freeze`` can hold parts fixed); ``replay`` is ``full`` with the checkpoint's pre-training
+    heads kept and trained on replayed pre-training data (``replay``)."""
+    trainable_blocks: int | None = Field(default=None, ge=1)
+    """``adaptation: partial``: how many of the last interaction blocks train (with their
+    output blocks, the final output MLPs and the heads); the rest is frozen."""
+    replay: ReplayConfig | None = None
+    """``adaptation: replay``: the pre-training data to replay and how."""
     residual_references: str | None = None
     """Start the energy (or scalar) head from this head of ``model.checkpoint`` (a pre-training
     dataset name or a fine-tuned head name) and fit the per-element references to its residual
-    (label − pre-trained prediction); ``adaptation: full`` only."""
+    (label − pre-trained prediction); ``adaptation`` frozen, partial or full."""
     model: ModelConfig = ModelConfig()
     data: FinetuneData
     heads: list[Head] = Field(min_length=1)
@@ -240,12 +354,47 @@ class FinetuneConfig(Strict):
         depth_from_checkpoint = (
             self.model.architecture == "checkpoint" and self.model.checkpoint is not None
         )
-        if self.residual_references is not None and self.adaptation != "full":
-            raise ValueError("residual_references needs adaptation: full")
+        if self.residual_references is not None and self.adaptation not in (
+            "frozen",
+            "partial",
+            "full",
+        ):
+            raise ValueError("residual_references needs adaptation frozen, partial or full")
+        if (self.adaptation == "partial") != (self.trainable_blocks is not None):
+            raise ValueError("trainable_blocks is given exactly when adaptation is 'partial'")
+        if (self.adaptation == "replay") != (self.replay is not None):
+            raise ValueError("a replay section is given exactly when adaptation is 'replay'")
+        if self.adaptation == "replay" and self.model.checkpoint is None:
+            raise ValueError(
+                "adaptation replay keeps the pre-training heads of model.checkpoint: set it"
+            )
         if self.llrd is not None and not depth_from_checkpoint:  # else: at resolution
             check_llrd_multipliers(self.llrd, self.model.backbone.resolved_num_blocks)
         check_matbench_fold(self.data.format, self.data.fold, self.heads)
         return self
+
+    def frozen_sets(self, num_blocks: int) -> list[str]:
+        """``freeze`` plus the parameter sets the adaptation holds fixed (named sets of
+        `openjmp.model.parameter_sets`): ``frozen``: embedding and backbone; ``partial``:
+        embedding, bases and every block but the last ``trainable_blocks``; ``replay``: the
+        kept heads whose loss weight is 0 (no gradient, no weight decay)."""
+        sets = list(self.freeze)
+        if self.adaptation == "frozen":
+            sets += ["embedding", "backbone"]
+        elif self.adaptation == "partial":
+            k = int(self.trainable_blocks or 0)
+            if k > num_blocks:
+                raise ConfigError(
+                    f"trainable_blocks {k}: the backbone has only {num_blocks} blocks"
+                )
+            sets += ["embedding", "bases", *(f"blocks_{i}" for i in range(num_blocks - k))]
+        elif self.replay is not None:  # a kept head without loss weight stays as it was
+            for d in self.replay.heads():
+                if d.energy_coefficient == 0:
+                    sets.append(f"heads.{d.name}_energy.*")
+                if d.force_coefficient == 0:
+                    sets.append(f"heads.{d.name}_forces.*")
+        return list(dict.fromkeys(sets))
 
     @property
     def gradient_forces(self) -> bool:

@@ -198,13 +198,81 @@ def _figures(out: Path, summary: dict[str, Any], tasks, runs, emb, labels) -> di
     return figs
 
 
+ARM_LABELS = {"scratch": "scratch", "pretrained": "full fine-tuning", "replay": "replay"}
+
+
+def _errors(e: dict[str, Any] | None) -> str:
+    if e is None:
+        return "n/a"
+    f = "—" if e["forces_mae"] is None else f"{1000 * e['forces_mae']:.0f}"
+    return f"{1000 * e['energy_mae_per_atom']:.0f} / {f}"
+
+
+def forgetting_lines(task: str, entry: dict[str, Any]) -> list[str]:
+    """The replay section of one task: target error and pre-training-set errors per model,
+    and what replay cost on the target."""
+    names = list(entry["datasets"])
+    unit = entry["unit"]
+    lines = [
+        f"| model ({task}, seed 0) | target test MAE ({unit}) | "
+        + " | ".join(f"{n}: E meV/atom / F meV/Å" for n in names)
+        + " |",
+        "|---" * (2 + len(names)) + "|",
+        "| pre-trained (no fine-tuning) | — | "
+        + " | ".join(_errors(entry["datasets"][n]["pre-trained"]) for n in names)
+        + " |",
+    ]
+    for arm in ("scratch", "pretrained", "replay"):
+        if arm not in entry["target"]:
+            continue
+        lines.append(
+            f"| {ARM_LABELS[arm]} | {entry['target'][arm]:.4g} | "
+            + " | ".join(_errors(entry["datasets"][n].get(arm)) for n in names)
+            + " |"
+        )
+    full, rep = entry["target"].get("pretrained"), entry["target"].get("replay")
+    if full and rep is not None:
+        change = (rep / full - 1.0) * 100
+        word = "higher" if change > 0 else "lower"
+        lines += [
+            "",
+            f"Replay's target error is {abs(change):.0f} % {word} than full fine-tuning's "
+            f"({rep:.4g} vs {full:.4g} {unit}, one seed, same step and time budget, part of every "
+            "batch spent on the pre-training data).",
+        ]
+    return lines
+
+
+def _dimer_figure(path: Path, dimers: dict[str, Any], title: str) -> Path:
+    pairs = list(next(iter(dimers.values())))
+    plt = plots.pyplot()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.0 * len(pairs), 3.6), squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        for arm, curves in dimers.items():
+            r, e = curves[pair]
+            ax.plot(r, e, label=ARM_LABELS.get(arm, arm))
+        ax.set(xlabel="distance (Å)", ylabel="E − E(r_max) (eV)", title=pair)
+        ax.axhline(0.0, color="0.7", lw=0.5)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return plots.save_figure(fig, path)
+
+
 def write_report(
-    out: Path, summary: dict[str, Any], tasks, runs, emb: np.ndarray, labels: list[str]
+    out: Path,
+    summary: dict[str, Any],
+    tasks,
+    runs,
+    emb: np.ndarray,
+    labels: list[str],
+    *,
+    replay_runs: Sequence[Any] = (),
 ) -> Path:
     """Write ``out/report.md`` and its figures; print the headline table. Returns the report path."""
     out = Path(out)
     rows = _rows(tasks, runs)
-    figs = _figures(out, summary, tasks, runs, emb, labels)
+    figs = _figures(out, summary, tasks, [*runs, *replay_runs], emb, labels)
     avg = average_improvement(rows)
     pre_s = summary["pretrain"]["seconds"]
     saved, notes = compute_saved(runs)
@@ -264,6 +332,26 @@ def write_report(
         "",
         *convergence_lines(tasks, runs),
     ]
+    for name, entry in (summary.get("forgetting") or {}).items():
+        md += [
+            "",
+            "## Fine-tuning that does not forget: replay",
+            "",
+            "The force task once more from the pre-trained backbone, with the four pre-training "
+            "datasets replayed through their kept heads (a third of every batch), and the errors "
+            "of each model on the pre-training sets' validation parts (at most 200 structures each) through the pre-training "
+            "heads (full fine-tuning: the pre-trained heads on its fine-tuned backbone; scratch "
+            "never had them). Forgetting shows as the gap to the pre-trained model's own errors.",
+            "",
+            *forgetting_lines(name, entry),
+        ]
+        if entry.get("dimers"):
+            fig = _dimer_figure(
+                out / "figures" / f"dimers_{name}.png",
+                entry["dimers"],
+                "dimer curves of the target energy head (short-range repulsion)",
+            )
+            md += ["", f"![dimers {name}](figures/{fig.name})"]
     md += ["", "## Parity on the test split", ""]
     md += [
         f"![parity {t.name}](figures/{figs[f'parity_{t.name}']})"

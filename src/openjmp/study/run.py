@@ -2,7 +2,9 @@
 
 Stages: make (or find) the corpus -> pre-train the demo backbone on the four pre-training sets
 -> fine-tune every downstream task in two arms (pre-trained, scratch) x seeds, same data, head,
-seeds and budget, early stopping on validation -> evaluate on the held-out test split ->
+seeds and budget, early stopping on validation (and, on the force task, a replay arm with
+its forgetting table and dimer curves, `openjmp.study.replay`) -> evaluate on the held-out
+test split ->
 embed structures of every set with the pre-trained backbone -> report. Stages run in one
 process with both threads: two torch processes on two cores slow each other about tenfold.
 """
@@ -41,6 +43,7 @@ class ArmRun:
     steps: int
     stop_reason: str
     history: list[tuple[int, float]]
+    best_checkpoint: str | None = None
     test_true: list[float] = field(repr=False, default_factory=list)
     test_pred: list[float] = field(repr=False, default_factory=list)
 
@@ -56,16 +59,21 @@ def _flat(x: Any) -> list[float]:
 def _finetune(
     task: DemoTask, arm: str, seed: int, pretrain_cfg, ckpt: Path, budget: Budget, out: Path
 ) -> ArmRun:
+    from openjmp.study.replay import replay_config
     from openjmp.train.finetune.run import run_finetune
 
-    cfg = finetune_config(
-        task, pretrain_cfg, budget, checkpoint=ckpt if arm == "pretrained" else None, seed=seed
-    )
+    if arm == "replay":  # the pre-training data are read from pre-training's caches
+        cfg = replay_config(task, pretrain_cfg, budget, ckpt, seed)
+        cache = out / "pretrain" / "cache"
+    else:
+        start = ckpt if arm == "pretrained" else None
+        cfg = finetune_config(task, pretrain_cfg, budget, checkpoint=start, seed=seed)
+        cache = out / "cache"
     res = run_finetune(
         cfg,
         out_dir=out / "finetune" / task.name / f"{arm}-seed{seed}",
         progress=False,
-        cache_dir=out / "cache",
+        cache_dir=cache,
         evaluate_parts=("val", "test"),
     )
     test = res.metrics.get("test", {})
@@ -84,6 +92,7 @@ def _finetune(
         steps=int(res.steps),
         stop_reason=res.stop_reason,
         history=[(int(s), float(v) * task.factor) for s, v in res.history],
+        best_checkpoint=None if res.best_checkpoint is None else str(res.best_checkpoint),
         test_true=_flat(res.test_targets.get(task.output, [])),
         test_pred=_flat(res.test_predictions.get(task.output, [])),
     )
@@ -111,6 +120,48 @@ def _quiet_lightning() -> Iterator[None]:
             yield
         finally:
             logger.setLevel(level)
+
+
+def _replay_arm(
+    tasks: list[DemoTask],
+    pcfg: Any,
+    ckpt: Path,
+    budget: Budget,
+    out: Path,
+    runs: list[ArmRun],
+    t0: float,
+) -> tuple[list[ArmRun], dict[str, Any]]:
+    """The replay arm of `openjmp.study.replay` (seed 0), its forgetting table and dimers."""
+    from openjmp.study.replay import REPLAY_TASKS, dimer_energies, forgetting_table
+
+    replay_runs: list[ArmRun] = []
+    forgetting: dict[str, Any] = {}
+    for task in (t for t in tasks if t.name in REPLAY_TASKS):
+        _status(f"stage 3b: {task.name} with replay of the pre-training data (seed 0)", t0)
+        r = _finetune(task, "replay", 0, pcfg, ckpt, budget, out)
+        replay_runs.append(r)
+        _status(
+            f"  {task.name:<16} replay     seed 0: test {task.metric} {r.test_metric:.4g} "
+            f"{task.unit} ({r.steps} steps, {r.wall_time:.0f} s, {r.stop_reason})",
+            t0,
+        )
+        seed0 = {x.arm: x for x in [*runs, r] if x.task == task.name and x.seed == 0}
+        paths = {
+            arm: None if x.best_checkpoint is None else Path(x.best_checkpoint)
+            for arm, x in seed0.items()
+        }
+        tc = time.perf_counter()
+        table = forgetting_table(pcfg, ckpt, paths, out / "pretrain" / "cache", budget.batch_size)
+        cutoff = float(task.data["graph"]["cutoff"])
+        forgetting[task.name] = {
+            "target": {arm: x.test_metric for arm, x in seed0.items()},
+            "unit": task.unit,
+            "datasets": table,
+            "dimers": dimer_energies(paths, cutoff),
+            "seconds": time.perf_counter() - tc,
+        }
+        _status(f"  forgetting table and dimer curves ({time.perf_counter() - tc:.0f} s)", t0)
+    return replay_runs, forgetting
 
 
 def run_study(out: Path, scale: float = 1.0, seed: int = 0, corpus: Path | None = None) -> Path:
@@ -162,6 +213,8 @@ def _run_study(out: Path, scale: float, seed: int, corpus: Path | None) -> Path:
                     t0,
                 )
 
+    replay_runs, forgetting = _replay_arm(tasks, pcfg, pre.checkpoint, budget, out, runs, t0)
+
     _status("stage 4/5: embeddings of every set with the pre-trained backbone", t0)
     emb, labels = pooled_embeddings(pre.checkpoint, pcfg, tasks, per_set=60 if scale >= 0.5 else 12)
 
@@ -179,9 +232,11 @@ def _run_study(out: Path, scale: float, seed: int, corpus: Path | None) -> Path:
         },
         "tasks": [asdict(t) | {"data": None, "heads": None} for t in tasks],
         "runs": [asdict(r) for r in runs],
+        "replay_runs": [asdict(r) for r in replay_runs],
+        "forgetting": forgetting,
         "total_seconds": time.perf_counter() - t0,
     }
-    report = write_report(out, summary, tasks, runs, emb, labels)
+    report = write_report(out, summary, tasks, runs, emb, labels, replay_runs=replay_runs)
     (out / "study.json").write_text(json.dumps(summary, indent=1, default=float))
     _status(f"done in {time.perf_counter() - t0:.0f} s: report {report}", t0)
     return report

@@ -84,6 +84,7 @@ class FinetuneTask(pl.LightningModule):
         stats: Mapping[str, Mapping[str, Any]],
         steps_per_epoch: int | None = None,
         head_specs: Mapping[str, Mapping[str, Any]] | None = None,
+        kept_heads: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, FinetuneConfig):
@@ -95,6 +96,8 @@ class FinetuneTask(pl.LightningModule):
         }
         if head_specs:
             hp["head_specs"] = {k: dict(v) for k, v in head_specs.items()}
+        if kept_heads:
+            hp["kept_heads"] = {k: dict(v) for k, v in kept_heads.items()}
         self.save_hyperparameters(hp)
         self.config = FinetuneConfig.model_validate(config)
         bb = GemNetOCConfig.from_dict(backbone, source="backbone")
@@ -113,7 +116,15 @@ class FinetuneTask(pl.LightningModule):
             if ours != spec.get("type") and not (ours in pooled and spec.get("type") in pooled):
                 raise ConfigError(f"head {name!r}: a {spec.get('type')} head cannot replace it")
             heads[name] = head_from_spec(spec)
+        for name, spec in (kept_heads or {}).items():  # the checkpoint's heads, kept as they are
+            if name in heads:
+                raise ConfigError(f"kept head {name!r} has the name of a fine-tuning head")
+            heads[name] = head_from_spec(spec)
         self.model = JMPModel(bb, heads)
+        for name, spec in (kept_heads or {}).items():
+            self.model.set_head_info(name, HeadInfo.from_dict(spec))
+        self.target_heads = [n for n in self.model.heads if n not in (kept_heads or {})]
+        """The heads of the targets (the kept ones are trained by their own loss only)."""
         self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
         graph = self.config.data.graph.spec()
         self.derived: dict[str, str] = {}
@@ -131,10 +142,9 @@ class FinetuneTask(pl.LightningModule):
                 )
             self.derived.update(t.derived())
         self.num_blocks = bb.num_blocks
+        frozen_sets = self.config.frozen_sets(bb.num_blocks)
         try:
-            self.frozen = (
-                freeze(self.model, self.config.freeze, bb.num_blocks) if self.config.freeze else []
-            )
+            self.frozen = freeze(self.model, frozen_sets, bb.num_blocks) if frozen_sets else []
         except ValueError as exc:
             raise ConfigError(f"freeze: {exc}") from None
         available = [*metric_names(targets), "loss"]
@@ -175,8 +185,8 @@ class FinetuneTask(pl.LightningModule):
         return self.physical(self.model_outputs(batch), batch)
 
     def model_outputs(self, batch: Batch) -> dict[str, Tensor]:
-        """Raw outputs of every model head (and the stress, when a target trains on it)."""
-        return self.model(batch, stress=self.derived or None)
+        """Raw outputs of the targets' heads (and the stress, when a target trains on it)."""
+        return self.model(batch, heads=self.target_heads, stress=self.derived or None)
 
     def physical(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         """Raw outputs -> physical predictions: model heads through `JMPModel.to_physical`

@@ -23,9 +23,10 @@ The loaders themselves are `GraphDataModule`'s, the base that fine-tuning's data
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -36,6 +37,8 @@ from openjmp.config.pretrain import PretrainDataset, SamplingConfig
 from openjmp.data.cache import RecordStore
 from openjmp.data.sampling import ExpansionPlan, TemperatureSampler
 from openjmp.errors import ConfigError
+from openjmp.graph.batch import GraphSample
+from openjmp.graph.collate import collate
 from openjmp.train.graph_dataset import ConcatGraphDataset, GraphDataset
 from openjmp.train.loader import KeyedBatchSampler, ResumableDataLoader, sharded_eval_loader
 from openjmp.train.normalization import TargetNormalization, resolve_normalization
@@ -100,6 +103,10 @@ class GraphDataModule(pl.LightningDataModule):
     val_set: GraphDataset | ConcatGraphDataset | None
     test_set: GraphDataset | ConcatGraphDataset | None = None
     plan: ExpansionPlan
+    sampler_type: type[TemperatureSampler] = TemperatureSampler
+    """The sampler of training positions (replay fine-tuning uses its own)."""
+    train_collate: Callable[[Sequence[GraphSample]], Any] = staticmethod(collate)
+    """How training samples become a batch."""
 
     def __init__(self, loader: LoaderConfig, seed: int) -> None:
         super().__init__()
@@ -114,7 +121,7 @@ class GraphDataModule(pl.LightningDataModule):
 
     def _batch_sampler(self, rank: int, world_size: int) -> KeyedBatchSampler:
         cfg = self.loader_config
-        sampler = TemperatureSampler(self.plan, seed=self.seed, rank=rank, world_size=world_size)
+        sampler = self.sampler_type(self.plan, seed=self.seed, rank=rank, world_size=world_size)
         if cfg.max_atoms_per_batch is None:
             return KeyedBatchSampler(sampler, batch_size=cfg.batch_size)
         if self._train_natoms is None:
@@ -149,6 +156,7 @@ class GraphDataModule(pl.LightningDataModule):
             self._train_loader = ResumableDataLoader(
                 self.train_set,
                 self._batch_sampler(rank, world),
+                collate_fn=self.train_collate,
                 num_workers=workers,
                 persistent_workers=workers > 0,
             )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator
+from openjmp.tasks.finetune_replay import ReplayFinetuneTask
 from openjmp.tasks.finetune_stats import resolve_statistics
 from openjmp.train.backbone import (
     apply_scale_file,
@@ -58,6 +59,14 @@ from openjmp.train.finetune.data import (
     check_labels,
     iterate_batches,
     load_finetune_splits,
+)
+from openjmp.train.finetune.replay import (
+    ReplayDataModule,
+    format_replay_summary,
+    kept_heads,
+    load_replay_sources,
+    pseudo_labelled,
+    replay_summary,
 )
 from openjmp.train.finetune.residual import residual_start
 from openjmp.train.finetune.result import EVAL_PARTS, FinetuneResult
@@ -103,12 +112,26 @@ def load_task(path: Path | str) -> FinetuneTask:
         raise CheckpointError(
             f"{path}: not an openjmp fine-tuning checkpoint (no fine-tuning hyper-parameters)"
         )
-    task = FinetuneTask(hp["config"], hp["backbone"], hp["stats"], head_specs=hp.get("head_specs"))
+    task = task_type(hp["config"])(
+        hp["config"],
+        hp["backbone"],
+        hp["stats"],
+        head_specs=hp.get("head_specs"),
+        kept_heads=hp.get("kept_heads"),
+    )
     sd = ck["state_dict"]
     task.set_dtype(sd["model.embedding.atom_embedding.weight"].dtype)
     task.load_state_dict(sd)
     task.on_load_checkpoint(ck)
     return task
+
+
+def task_type(config: FinetuneConfig | Mapping[str, Any]) -> type[FinetuneTask]:
+    """The task class of an adaptation: replay keeps and trains the pre-training heads."""
+    adaptation = (
+        config.adaptation if isinstance(config, FinetuneConfig) else config.get("adaptation")
+    )
+    return ReplayFinetuneTask if adaptation == "replay" else FinetuneTask
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -127,9 +150,10 @@ def build_task(
     ``config.residual_references`` the target head starts from that head of the checkpoint and
     the references are fitted to its residual (`openjmp.train.finetune.residual`)."""
     stats = resolve_statistics(list(config.heads), train, fmt=config.data.format)
+    replay = config.adaptation == "replay"
     backbone, state = build_backbone(
         config.model,
-        direct_forces=uses_direct_forces(config),
+        direct_forces=uses_direct_forces(config) or replay,  # the kept force heads need it
         edge_dropout=config.edge_dropout,
         dtype=dtype,
     )
@@ -137,16 +161,18 @@ def build_task(
     if config.residual_references is not None:
         start = residual_start(config, train, stats, config.residual_references, dtype=dtype)
         stats = start.stats
-    task = FinetuneTask(
+    kept, kept_state = kept_heads(config, dtype=dtype) if replay else (None, {})
+    task = task_type(config)(
         config,
         backbone.to_dict(),
         stats,
         steps_per_epoch=steps_per_epoch,
         head_specs=None if start is None else start.head_specs,
+        kept_heads=kept,
     )
     task.set_dtype(dtype)
     if state is not None:
-        load_pretrained(task.model, state, config.model.checkpoint)
+        load_pretrained(task.model, {**state, **kept_state}, config.model.checkpoint)
     if start is not None:
         missing, unexpected = task.model.load_state_dict(start.head_state, strict=False)
         if unexpected or any(k in start.head_state for k in missing):
@@ -225,13 +251,37 @@ def run_full(
         part = splits.part(name)
         if part is not None:
             check_labels(part.records, list(config.heads), name)
-    dm = FinetuneDataModule(
-        splits,
-        config.data.graph,
-        config.loader,
-        seed=config.trainer.seed,
-        edge_dropout=config.edge_dropout,
-    )
+    cache = Path(cache_dir) if cache_dir else out_dir / "cache"
+    dm: FinetuneDataModule
+    summary: list[dict[str, Any]] = []
+    if config.replay is not None:
+        sources = load_replay_sources(config.replay, cache)
+        pseudo = pseudo_labelled(
+            config,
+            splits.train,
+            edge_dropout=config.edge_dropout,
+            batch_size=config.loader.eval_batch_size or config.loader.batch_size,
+        )
+        dm = ReplayDataModule(
+            splits,
+            config.data.graph,
+            config.loader,
+            sources,
+            config.replay,
+            pseudo,
+            seed=config.trainer.seed,
+            edge_dropout=config.edge_dropout,
+        )
+        summary = replay_summary(config.replay, sources, dm.plan, len(splits.train))
+        print(format_replay_summary(summary), flush=True)
+    else:
+        dm = FinetuneDataModule(
+            splits,
+            config.data.graph,
+            config.loader,
+            seed=config.trainer.seed,
+            edge_dropout=config.edge_dropout,
+        )
     accum = config.trainer.accumulate_grad_batches
     steps_per_epoch = -(-dm.train_batches_per_epoch(world_size(config)) // accum)
     precision = _precision(config)
@@ -239,8 +289,13 @@ def run_full(
     if resume:
         saved = load_task(last)
         hp = saved.hparams
-        task = FinetuneTask(
-            config, hp["backbone"], hp["stats"], steps_per_epoch, head_specs=hp.get("head_specs")
+        task = task_type(config)(
+            config,
+            hp["backbone"],
+            hp["stats"],
+            steps_per_epoch,
+            head_specs=hp.get("head_specs"),
+            kept_heads=hp.get("kept_heads"),
         )
         task.set_dtype(dtype)
     else:
@@ -306,6 +361,7 @@ def run_full(
         wall_time=wall,
         steps=int(trainer.global_step),
         stop_reason=reason,
+        replay=summary,
     )
     if trainer.is_global_zero:
         _write_json(
@@ -326,6 +382,7 @@ def run_full(
                 "stop_reason": reason,
                 "wall_time": wall,
                 "metrics": metrics,
+                **({"replay": summary} if summary else {}),
             },  # fmt: skip
         )
         if test_preds:

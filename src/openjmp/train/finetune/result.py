@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,3 +47,6 @@ class FinetuneResult:
     wall_time: float = 0.0
     steps: int = 0
     stop_reason: str = ""
+    replay: list[dict[str, Any]] = field(default_factory=list)
+    """``adaptation: replay``: per dataset taking part, its heads and structure counts
+    (`openjmp.train.finetune.replay.replay_summary`)."""

@@ -1,8 +1,12 @@
 """`run_finetune`: what ``openjmp finetune`` runs, by the config's ``adaptation``.
 
-* ``full`` (default): end-to-end training with the JMP recipe (`openjmp.train.finetune.full`),
-  optionally starting a head from the checkpoint's with residual references
-  (``residual_references``, `openjmp.train.finetune.residual`);
+* ``frozen``, ``partial``, ``full`` (default), ``replay``: the training loop of the JMP recipe
+  (`openjmp.train.finetune.full`) with everything but the heads frozen (``frozen``), everything
+  but the last ``trainable_blocks`` blocks frozen (``partial``), nothing frozen but ``freeze``
+  (``full``), or with the checkpoint's pre-training heads kept and trained on replayed
+  pre-training data (``replay``, `openjmp.train.finetune.replay`); optionally starting a head
+  from the checkpoint's with residual references (``residual_references``,
+  `openjmp.train.finetune.residual`);
 * ``ridge`` / ``mlp``: a frozen backbone and a head fitted on its pooled features in seconds
   (`openjmp.train.finetune.frozen`).
 
@@ -16,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from openjmp.config.finetune import FinetuneConfig
+from openjmp.config.finetune import TRAINED_END_TO_END, FinetuneConfig
 from openjmp.errors import ConfigError
 from openjmp.train.finetune.frozen import run_frozen
 from openjmp.train.finetune.full import run_full
@@ -36,7 +40,7 @@ def run_finetune(
 ) -> FinetuneResult:
     """Fine-tune as ``config`` says (module docstring), writing into ``out_dir``; ``resume``
     continues ``out_dir/checkpoints/last.ckpt`` (end-to-end training only)."""
-    if config.adaptation == "full":
+    if config.adaptation in TRAINED_END_TO_END:
         return run_full(
             config,
             out_dir=out_dir,

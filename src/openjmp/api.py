@@ -89,7 +89,8 @@ def resolve_heads(
     """(energy head name, direct force head name or None, use gradient forces) for a request.
 
     ``head`` is an energy head name or a task name (``"oc20"`` -> ``"oc20_energy"``); None takes
-    the model's energy head when it has one, and is an error when it has several. A model of
+    the model's energy head when it has one, its ``default_head`` when it has several (a
+    replay fine-tuning: its own head), and is an error when several have no default. A model of
     scalar heads only (QM9, MatBench) has no energy: (None, None, False), forces "auto"/"none".
     ``forces="auto"``: the task's direct force head if the model has one, else -dE/dx.
     """
@@ -102,6 +103,8 @@ def resolve_heads(
         if forces not in ("auto", "none"):
             raise ConfigError("the model has no energy head: it predicts no forces")
         return None, None, False
+    if head is None and model.default_head in energy_heads:
+        head = model.default_head
     if head is None:
         if len(energy_heads) > 1:
             raise ConfigError(

@@ -149,6 +149,17 @@ def test_kept_heads_train_unless_their_weight_is_zero(
     model = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert {"mols_energy", "mols_forces", "energy", "forces"} <= set(model.heads)
     assert model.output_transform("mols_energy").physical
+    # without head=, predict uses the fine-tuned head (the model's default), not a kept one
+    from ase.build import molecule
+
+    import openjmp
+
+    mol = molecule("CH3CH2OH")
+    default = openjmp.predict(model, [mol])
+    np.testing.assert_allclose(
+        default.energies, openjmp.predict(model, [mol], head="energy").energies
+    )
+    assert not np.allclose(default.energies, openjmp.predict(model, [mol], head="mols").energies)
 
 
 class Crash(Exception):

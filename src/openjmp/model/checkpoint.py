@@ -354,6 +354,8 @@ def _from_openjmp(
         model = _build(config, heads, None, 0, sd, source, device, dtype)
     except ConfigError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
+    default = ck.get("default_head")
+    model.default_head = default if isinstance(default, str) and default in model.heads else None
     if not any(k in spec for spec in heads.values() for k in INFO_KEYS):
         meta = ck.get("metadata")
         legacy_head_info(
@@ -433,6 +435,7 @@ def save_model(
         "heads": model.head_specs(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata or {}),
+        "default_head": model.default_head,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)

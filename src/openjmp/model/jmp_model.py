@@ -126,6 +126,9 @@ class JMPModel(nn.Module):
         self.heads = nn.ModuleDict(dict(heads))
         self.head_info: dict[str, HeadInfo] = {name: HeadInfo() for name in self.heads}
         """What each head was trained with (`openjmp.model.outputs`); saved with the model."""
+        self.default_head: str | None = None
+        """The energy head predict and the calculator use when none is named, for models with
+        several (a replay fine-tuning keeps the pre-training heads beside its own); saved."""
         for name, head in self.heads.items():
             if isinstance(head, DirectForceHead) and not config.direct_forces:
                 raise ConfigError(f"head {name!r} needs a backbone with direct_forces=True")

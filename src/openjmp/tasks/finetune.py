@@ -37,6 +37,7 @@ from openjmp.config.finetune import FinetuneConfig
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.model.heads import EnergyHead
 from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
 from openjmp.model.outputs import HeadInfo
 from openjmp.tasks.finetune_metrics import MetricAccumulator
@@ -124,6 +125,13 @@ class FinetuneTask(pl.LightningModule):
         for name, spec in (kept_heads or {}).items():
             self.model.set_head_info(name, HeadInfo.from_dict(spec))
         self.target_heads = [n for n in self.model.heads if n not in (kept_heads or {})]
+        if kept_heads:  # several energy heads: predict uses the fine-tuned one by default
+            own = [
+                n
+                for n in self.target_heads
+                if isinstance(self.model.heads[n], EnergyHead) and not self.model.heads[n].is_scalar
+            ]
+            self.model.default_head = own[0] if own else None
         """The heads of the targets (the kept ones are trained by their own loss only)."""
         self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
         graph = self.config.data.graph.spec()
@@ -338,6 +346,7 @@ class FinetuneTask(pl.LightningModule):
         checkpoint["version"] = OPENJMP_FORMAT_VERSION
         checkpoint["config"] = self.model.config.replace(edge_dropout=None).to_dict()
         checkpoint["heads"] = self.model.head_specs()
+        checkpoint["default_head"] = self.model.default_head
         checkpoint["ema_state_dict"] = strip(averaged)
         checkpoint["model_state_dict"] = strip(raw)
         checkpoint["metadata"] = self.metadata()

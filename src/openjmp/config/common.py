@@ -238,6 +238,35 @@ class SplitConfig(Strict):
         return self
 
 
+class DatasetSources(Strict):
+    """A named dataset read from its sources: a train source and either a separate val source
+    or a split of the train source, with the graph setting of its structures (the common part
+    of a pre-training dataset and a dataset replayed in fine-tuning)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    """The dataset (= task, head and metric prefix), e.g. oc20."""
+    format: str
+    """An openjmp.io format: ocp_lmdb, ani1x, transition1x, ase, ..."""
+    train: SourceConfig
+    val: SourceConfig | None = None
+    split: SplitConfig | None = None
+    """Divide ``train`` into train/val (/test) when ``val`` is not a separate source."""
+    graph: GraphConfig = GraphConfig()
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, fmt: str) -> str:
+        check_format(fmt)
+        return fmt
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> DatasetSources:
+        if (self.val is None) == (self.split is None):
+            raise ValueError("give either a val source or a split of the train source (not both)")
+        check_reader(self.format, [self.train, self.val])
+        return self
+
+
 class Normalization(Strict):
     """ŷ = (y − mean) / std, in the target's units. A null field is computed from the training
     split (openjmp.data.statistics)."""

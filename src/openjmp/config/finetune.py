@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from openjmp.config.benchmarks import check_matbench_fold
 from openjmp.config.common import (
     ClippingConfig,
+    DatasetSources,
     EarlyStoppingConfig,
     ForceNormalization,
     GraphConfig,
@@ -204,19 +205,13 @@ class FinetuneScheduleConfig(Strict):
         return self
 
 
-class ReplayDataset(Strict):
+class ReplayDataset(DatasetSources):
     """One pre-training dataset replayed during fine-tuning, through the checkpoint's heads
     ``{name}_energy`` / ``{name}_forces`` with their own normalisation (the heads' recorded
-    output transforms) and this dataset's loss weights."""
+    output transforms) and this dataset's loss weights. ``name`` is the pre-training dataset
+    (= head prefix in ``model.checkpoint``); the same split as in pre-training gives the same
+    validation part (forgetting report)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
-    """The pre-training dataset (= head prefix in ``model.checkpoint``), e.g. oc20."""
-    format: str
-    train: SourceConfig
-    val: SourceConfig | None = None
-    split: SplitConfig | None = None
-    """As in pre-training: the same split gives the same validation part (forgetting report)."""
-    graph: GraphConfig = GraphConfig()
     energy_coefficient: NonNegativeFloat = 1.0
     """λ_E of this dataset's energy head (0: the head is held fixed)."""
     force_coefficient: NonNegativeFloat = 1.0
@@ -224,19 +219,6 @@ class ReplayDataset(Strict):
     references: Path | None = None
     """Per-element energy references (the authors' ``linref.npz`` or a JSON {element: eV})
     completing an energy head that records none (the published JMP checkpoints)."""
-
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, fmt: str) -> str:
-        check_format(fmt)
-        return fmt
-
-    @model_validator(mode="after")
-    def _check(self) -> ReplayDataset:
-        if (self.val is None) == (self.split is None):
-            raise ValueError("give either a val source or a split of the train source (not both)")
-        check_reader(self.format, [self.train, self.val])
-        return self
 
 
 class PseudoLabels(Strict):

@@ -12,12 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from openjmp.config.common import (
     ClippingConfig,
+    DatasetSources,
     ForceNormalization,
-    GraphConfig,
     LinearReferences,
     LoaderConfig,
     ModelConfig,
@@ -27,27 +27,14 @@ from openjmp.config.common import (
     PositiveFloat,
     PositiveInt,
     Precision,
-    SourceConfig,
-    SplitConfig,
     Strict,
     TrainerConfig,
-    check_format,
-    check_reader,
 )
 
 
-class PretrainDataset(Strict):
+class PretrainDataset(DatasetSources):
     """One pre-training dataset (one task, one pair of heads)."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
-    """Task name (also the head and metric prefix), e.g. oc20."""
-    format: str
-    """An openjmp.io format: ocp_lmdb, ani1x, transition1x, ase, ..."""
-    train: SourceConfig
-    val: SourceConfig | None = None
-    split: SplitConfig | None = None
-    """Divide ``train`` into train/val (/test) when ``val`` is not a separate source."""
-    graph: GraphConfig = GraphConfig()
     linear_references: LinearReferences | None = None
     energy_normalization: Normalization = Normalization()
     force_normalization: ForceNormalization = ForceNormalization()
@@ -55,19 +42,6 @@ class PretrainDataset(Strict):
     """λ_E (authors: 1)."""
     force_coefficient: NonNegativeFloat = 1.0
     """λ_F (authors: the dataset's mean atom count: OC20 73, OC22 80, ANI-1x 15, T1x 14)."""
-
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, fmt: str) -> str:
-        check_format(fmt)
-        return fmt
-
-    @model_validator(mode="after")
-    def _check(self) -> PretrainDataset:
-        if (self.val is None) == (self.split is None):
-            raise ValueError("give either a val source or a split of the train source (not both)")
-        check_reader(self.format, [self.train, self.val])
-        return self
 
 
 class SamplingConfig(Strict):

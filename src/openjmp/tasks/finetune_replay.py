@@ -32,6 +32,7 @@ from openjmp.graph.collate import collate
 from openjmp.model.outputs import OutputTransform
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.tasks.losses import PretrainLoss, pretrain_loss
+from openjmp.tasks.pretrain import dataset_indices
 
 TARGET_DATASET = "finetune"
 """Dataset name of the target's structures in training batches (`FinetuneDataModule`)."""
@@ -133,11 +134,7 @@ class ReplayFinetuneTask(FinetuneTask):
 
     def replay_tasks(self, batch: Batch) -> Tensor:
         """(B,) index of every replayed structure's dataset in ``replay.datasets``."""
-        try:
-            idx = [self.replay_index[name] for name in batch.datasets]
-        except KeyError as exc:
-            raise ValueError(f"batch holds a structure of unknown dataset {exc}") from None
-        return torch.tensor(idx, dtype=torch.long, device=batch.natoms.device)
+        return dataset_indices(batch, self.replay_index)
 
     def replay_targets(self, batch: Batch, task: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) normalised energies (0 where the energy is not trained) and (N, 3) normalised

@@ -21,7 +21,7 @@ is the backbone's ``edge_dropout`` setting, active in train mode only.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,15 @@ class DatasetTask:
                 OutputTransform.forces(self.force_std), self.graph, self.elements
             ),
         }
+
+
+def dataset_indices(batch: Batch, index: Mapping[str, int]) -> Tensor:
+    """(B,) int64: ``index`` of every structure's dataset; ValueError naming an unknown one."""
+    try:
+        idx = [index[name] for name in batch.datasets]
+    except KeyError as exc:
+        raise ValueError(f"batch holds a structure of unknown dataset {exc}") from None
+    return torch.tensor(idx, dtype=torch.long, device=batch.natoms.device)
 
 
 def disable_dropout_boost(model: JMPModel) -> None:
@@ -151,11 +160,7 @@ class PretrainTask(pl.LightningModule):
 
     def structure_tasks(self, batch: Batch) -> Tensor:
         """(B,) int64 task index of every structure."""
-        try:
-            idx = [self.task_index[name] for name in batch.datasets]
-        except KeyError as exc:
-            raise ValueError(f"batch holds a structure of unknown dataset {exc}") from None
-        return torch.tensor(idx, dtype=torch.long, device=batch.natoms.device)
+        return dataset_indices(batch, self.task_index)
 
     def normalized_targets(self, batch: Batch, task: Tensor) -> tuple[Tensor, Tensor]:
         """(B,) referenced, normalised energies and (N, 3) normalised forces (float64)."""

@@ -32,7 +32,9 @@ SHARED = Path(os.environ.get("OPENJMP_SHARED", HERE.parent.parent / "shared"))
 AUTHORS_BENCH = SHARED / "authors-bench"
 STRUCTURES = SHARED / "reference" / "bench_structures.extxyz"
 CASES = [
-    f"{s}_{k}" for s in ("molecules", "slabs") for k in ("forward", "forward_backward", "train_step")
+    f"{s}_{k}"
+    for s in ("molecules", "slabs")
+    for k in ("forward", "forward_backward", "train_step")
 ]
 GROUPS = (
     "bases",
@@ -183,16 +185,22 @@ def main(argv: list[str] | None = None) -> int:
         rows[case] = {"ours": ours(case), "authors": _authors_subprocess(case)}
         o, a = rows[case]["ours"], rows[case]["authors"]
         ratio = f"{a['flops'] / o['flops']:.2f}" if a else "-"
-        print(f"\n{case}: GFLOP ours {_g(o['flops'])}, authors {_g(a and a['flops'])}, "
-              f"authors / ours {ratio}")
+        print(
+            f"\n{case}: GFLOP ours {_g(o['flops'])}, authors {_g(a and a['flops'])}, "
+            f"authors / ours {ratio}"
+        )
         print(f"  {'part':<36}{'ours':>10}{'authors':>10}")
         for part in GROUPS:
-            print(f"  {part:<36}{_g(o['by_part'].get(part)):>10}"
-                  f"{_g(a['by_part'].get(part) if a else None):>10}")
+            print(
+                f"  {part:<36}{_g(o['by_part'].get(part)):>10}"
+                f"{_g(a['by_part'].get(part) if a else None):>10}"
+            )
         ops = sorted(set(o["by_op"]) | set(a["by_op"] if a else ()))
         for op in ops:
-            print(f"  {'op ' + re.sub(r'^aten.', '', op):<36}{_g(o['by_op'].get(op)):>10}"
-                  f"{_g(a['by_op'].get(op) if a else None):>10}")
+            print(
+                f"  {'op ' + re.sub(r'^aten.', '', op):<36}{_g(o['by_op'].get(op)):>10}"
+                f"{_g(a['by_op'].get(op) if a else None):>10}"
+            )
         sys.stdout.flush()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -21,6 +21,7 @@ from tiny_models import make_batch, tiny_model
 
 from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
+from openjmp.model.gemnet_oc.layers import ScaledSiLU
 from openjmp.model.gemnet_oc.segment import SegmentPlan
 
 TASKS = ("oc20", "ani1x")
@@ -52,7 +53,15 @@ def test_fused_equals_plain_in_float64(batches: list, monkeypatch) -> None:
     calls: collections.Counter = collections.Counter()
     kernels = [
         getattr(fused, n)
-        for n in ("_Dense", "_ResidualStack", "_ActMulDown", "_EdgeToAtom", "_ForceMerge", "_SymUp")
+        for n in (
+            "_Dense",
+            "_ResidualStack",
+            "_ActMulDown",
+            "_EdgeToAtom",
+            "_ForceMerge",
+            "_SymUp",
+            "_MLP",
+        )
     ]
     from openjmp.model.gemnet_oc import segment
 
@@ -93,6 +102,27 @@ def test_fused_float32_is_as_accurate_as_plain(batches: list, monkeypatch) -> No
         assert fast <= max(4 * plain, 1e-5), errs
 
 
+def test_fused_inference_equals_plain(batches: list, monkeypatch) -> None:
+    """Without gradients the kernels run their in-place / epilogue forms: float64 equal to
+    plain autograd up to summation order; float32 (oneDNN on every product) as close to the
+    float64 truth as plain float32."""
+    monkeypatch.setattr(fused, "ONEDNN_MIN_WORK", 0)
+    model = tiny_model(seed=4).eval()
+    model32 = tiny_model(seed=4).float().eval()
+    for batch in batches:
+        with torch.no_grad():
+            out = {}
+            for m, fk in ((model, False), (model, True), (model32, False), (model32, True)):
+                m.backbone.fused_kernels = fk
+                out[m.dtype, fk] = m(batch)
+        truth = out[torch.float64, False]
+        for name in truth:
+            assert _rel(out[torch.float64, True][name], truth[name]) < 1e-12, name
+            err_plain = _rel(out[torch.float32, False][name], truth[name])
+            err_fast = _rel(out[torch.float32, True][name], truth[name])
+            assert err_fast <= max(4 * err_plain, 1e-5), (name, err_fast, err_plain)
+
+
 def test_kernels_gradcheck() -> None:
     g = torch.Generator().manual_seed(1)
 
@@ -120,6 +150,16 @@ def test_kernels_gradcheck() -> None:
     assert torch.autograd.gradcheck(
         lambda *a: fused.force_merge(a[0:2], a[2], a[3:5], [s, None], a[5:7]),
         (*xs, rbf, w_rbf, r(5, 3), *heads),
+    )
+    head = torch.nn.Sequential(
+        torch.nn.Linear(5, 4), ScaledSiLU(), torch.nn.Linear(4, 4), ScaledSiLU(),
+        torch.nn.Linear(4, 1, bias=False),
+    ).double()  # fmt: skip
+    torch.testing.assert_close(fused.sequential(head, x), head(x))  # the same function
+    mlp_params = [r(4, 5), r(4), r(4, 4), r(4), r(1, 4)]
+    assert torch.autograd.gradcheck(
+        lambda x, *p: fused._MLP.apply(x, 1 / 0.6, p[0], p[1], p[2], p[3], p[4], None),
+        (x, *mlp_params),
     )
     swap = torch.tensor([1, 0, 3, 2, 5, 4, 6])
     assert torch.autograd.gradcheck(

@@ -210,18 +210,24 @@ class Bases(nn.Module):
             main.vector.index_select(0, g.trip_e2e.out), main.vector.index_select(0, g.trip_e2e.in_)
         )
         rad_cir_e2e, cir_e2e = self.cbf_basis_tint(main.distance, cos_e2e)
+        # the one radial_basis_spherical of tint, qint's sbf and aeint: evaluated once
+        sph = self.cbf_basis_tint.radial_basis
+        shared = rad_cir_e2e if self.sbf_basis_qint.radial_basis is sph else None
 
         # quadruplets d->b->a<-c
         cos_cab, cos_abd, theta = quad_angles(main, g.qint, quad)
         rad_cir_qint, cir_qint = self.cbf_basis_qint(g.qint.distance, cos_abd)
-        rad_sph_qint, sph_phi, sph_theta = self.sbf_basis_qint(main.distance, cos_cab, theta)
+        rad_sph_qint, sph_phi, sph_theta = self.sbf_basis_qint(
+            main.distance, cos_cab, theta, shared
+        )
 
         # atom -> edge: a2ee2a edge (in) into main edge (out)
         rad_aee = self.radial_basis_aeaint(aee.distance)
         cos_a2e = inner_product_clamped(
             main.vector.index_select(0, g.trip_a2e.out), aee.vector.index_select(0, g.trip_a2e.in_)
         )
-        rad_cir_a2e, cir_a2e = self.cbf_basis_aeint(main.distance, cos_a2e)
+        shared = rad_cir_e2e if self.cbf_basis_aeint.radial_basis is sph else None
+        rad_cir_a2e, cir_a2e = self.cbf_basis_aeint(main.distance, cos_a2e, shared)
 
         # edge -> atom: main edge (in) into a2ee2a edge (out)
         cos_e2a = inner_product_clamped(

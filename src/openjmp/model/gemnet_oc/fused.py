@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -71,22 +74,76 @@ def active() -> bool:
     return _ENABLED.get()
 
 
-def mm_nt(x: Tensor, w: Tensor) -> Tensor:
-    """x (n, k) @ w.T ((m, k) -> (n, m)), on oneDNN for large float32 CPU products (outside
-    autograd: with gradients recorded it is a plain differentiable product)."""
-    if (
+HUGE_PAGE_MIN_BYTES = 32 << 20
+"""CPU buffers from this size are mapped with transparent huge pages (`new_buffer`)."""
+_MADV_HUGEPAGE = 14
+
+
+def _load_madvise():  # noqa: ANN202
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_madvise = _load_madvise()
+
+
+def new_buffer(like: Tensor, shape: Sequence[int], *, zero: bool) -> Tensor:
+    """A fresh tensor of ``like``'s dtype and device; zero-filled if ``zero``.
+
+    glibc maps every allocation above 32 MiB afresh and the kernel faults it in 4 KiB page by
+    page, which costs ~5x the time of writing it (82 ms for 100 MB here); with transparent
+    huge pages requested for the range (``madvise``; Linux, THP in "madvise" or "always"
+    mode) it costs ~1.5x. Smaller buffers come from malloc's reused heap."""
+    t = like.new_empty(tuple(shape))
+    nbytes = t.numel() * t.element_size()
+    if _madvise is not None and t.device.type == "cpu" and nbytes >= HUGE_PAGE_MIN_BYTES:
+        ptr = t.data_ptr()
+        start = (ptr + 4095) & ~4095
+        end = (ptr + nbytes) & ~4095
+        if end > start:
+            _madvise(start, end - start, _MADV_HUGEPAGE)  # best effort: errors are ignored
+    return t.zero_() if zero else t
+
+
+def _onednn(x: Tensor, w: Tensor) -> bool:
+    return (
         _HAS_ONEDNN
         and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
         and x.dtype == torch.float32
         and x.device.type == "cpu"
         and x.shape[0] * x.shape[1] * w.shape[0] >= ONEDNN_MIN_WORK
-    ):
+    )
+
+
+def mm_nt(x: Tensor, w: Tensor) -> Tensor:
+    """x (n, k) @ w.T ((m, k) -> (n, m)), on oneDNN for large float32 CPU products (outside
+    autograd: with gradients recorded it is a plain differentiable product)."""
+    if _onednn(x, w):
         # oneDNN takes strided weights (column slices, transposes) through a reference
         # kernel ~1000x slower: give it dense row-major operands (weights are small)
         return torch.ops.mkldnn._linear_pointwise(
             x.contiguous(), w.contiguous(), None, "none", [], ""
         )
     return torch.mm(x, w.t())
+
+
+def mm_nt_silu(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """silu(x @ w.T + b), on oneDNN with the bias and activation applied in the product's
+    epilogue (no separate pass over the output); inference only (no pre-activation kept)."""
+    if _onednn(x, w) and (b is None or not (torch.is_grad_enabled() and b.requires_grad)):
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), w.contiguous(), b, "swish", [], ""
+        )
+    a = torch.mm(x, w.t()) if b is None else torch.addmm(b, x, w.t())
+    return F.silu(a, inplace=True)
 
 
 def _act(a: Tensor, scale: float) -> Tensor:
@@ -144,8 +201,10 @@ class _Dense(Function):
 def dense(x: Tensor, w: Tensor, scale: float | None) -> Tensor:
     """x @ w.T, then silu(.) * scale unless scale is None: (n, in) -> (n, out)."""
     if not _needs_grad(x, w):
-        a = mm_nt(x, w)
-        return a if scale is None else _act_(a, scale)
+        if scale is None:
+            return mm_nt(x, w)
+        y = mm_nt_silu(x, w)
+        return y.mul_(scale) if scale != 1.0 else y
     return _Dense.apply(x, w, scale)
 
 
@@ -155,15 +214,14 @@ def dense(x: Tensor, w: Tensor, scale: float | None) -> Tensor:
 def _residual_forward(x: Tensor, ws: Sequence[Tensor], scale: float, keep: list | None) -> Tensor:
     r = x
     for i in range(0, len(ws), 2):
-        a1 = mm_nt(r, ws[i])
-        h = F.silu(a1) if keep is not None else F.silu(a1, inplace=True)
-        a2 = mm_nt(h, _scaled(ws[i + 1], scale))
-        del h
-        if keep is not None:
+        w2 = _scaled(ws[i + 1], scale)
+        if keep is None:  # inference: activations as the products' epilogues
+            y = mm_nt_silu(mm_nt_silu(r, ws[i]), w2)
+        else:
+            a1 = mm_nt(r, ws[i])
+            a2 = mm_nt(F.silu(a1), w2)
             keep += [a1, a2]
             y = F.silu(a2)
-        else:
-            y = F.silu(a2, inplace=True)
         r = y.mul_(scale * INV_SQRT_2).add_(r, alpha=INV_SQRT_2)
     return r
 
@@ -279,7 +337,7 @@ def act_mul_down(
 
     ``s`` a 0-d scale factor (None: unscaled), ``idx`` (E,) gathers rows of act(m @ w_ba.T)."""
     if not _needs_grad(m, w_ba, rad, w_rbf, w_down):
-        x = F.silu(mm_nt(m, w_ba), inplace=True)
+        x = mm_nt_silu(m, w_ba)
         if idx is not None:
             x = x.index_select(0, idx)
         cs = scale if s is None else s * scale
@@ -425,7 +483,93 @@ class _SymUp(Function):
 def sym_up(x: Tensor, w_ca: Tensor, w_ac: Tensor, id_swap: Tensor, scale: float) -> Tensor:
     """(act(x @ w_ca.T) + act(x @ w_ac.T)[id_swap]) / sqrt 2; ``id_swap`` a permutation."""
     if not _needs_grad(x, w_ca, w_ac):
-        y = F.silu(mm_nt(x, w_ca), inplace=True)
-        y.add_(F.silu(mm_nt(x, w_ac), inplace=True).index_select(0, id_swap))
+        y = mm_nt_silu(x, w_ca)
+        y.add_(mm_nt_silu(x, w_ac).index_select(0, id_swap))
         return y.mul_(scale * INV_SQRT_2)
     return _SymUp.apply(x, w_ca, w_ac, id_swap, scale)
+
+
+# ------------------------------------------------------------------ head MLPs
+# Linear (+bias) -> act -> Linear -> act ... -> Linear: the activations' factor c is folded into
+# the next weight (a_{i+1} = silu(a_i) (c W_{i+1}).T + b_{i+1}); only x and the a_i are kept.
+def _mlp_forward(x: Tensor, params: Sequence[Tensor | None], c: float, keep: list | None) -> Tensor:
+    n = len(params) // 2
+    h = x
+    for i in range(n):
+        w, b = params[2 * i], params[2 * i + 1]
+        w = w if i == 0 else w * c
+        if keep is None and i < n - 1:
+            h = mm_nt_silu(h, w, b)
+            continue
+        a = mm_nt(h, w)
+        if b is not None:
+            a = a.add_(b)
+        if i == n - 1:
+            return a
+        if keep is not None:
+            keep.append(a)
+            h = F.silu(a)
+        else:
+            h = F.silu(a, inplace=True)
+    return h
+
+
+class _MLP(Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, c: float, *params: Tensor | None) -> Tensor:  # noqa: ANN001
+        keep: list[Tensor] = []
+        out = _mlp_forward(x, params, c, keep)
+        ctx.c, ctx.n = c, len(params) // 2
+        ctx.has_bias = [p is not None for p in params[1::2]]
+        ctx.save_for_backward(x, *[p for p in params if p is not None], *keep)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g: Tensor) -> tuple:  # noqa: ANN001
+        c, n = ctx.c, ctx.n
+        x, *rest = ctx.saved_tensors
+        ws, bs = [], []
+        for has_b in ctx.has_bias:
+            ws.append(rest.pop(0))
+            bs.append(rest.pop(0) if has_b else None)
+        pre = rest  # a_0 .. a_{n-2}
+        grads: list[Tensor | None] = [None] * (2 * n)
+        ga = g
+        for i in reversed(range(n)):
+            ci = 1.0 if i == 0 else c
+            h = x if i == 0 else F.silu(pre[i - 1])
+            grads[2 * i] = _scaled(torch.mm(ga.t(), h), ci)
+            if bs[i] is not None:
+                grads[2 * i + 1] = ga.sum(0)
+            del h
+            if i > 0:
+                ga = _silu_grad(mm_nt(ga, _scaled(ws[i], ci).t()), pre[i - 1])
+            elif ctx.needs_input_grad[0]:
+                ga = mm_nt(ga, ws[0].t())
+            else:
+                ga = None
+        return (ga, None, *grads)
+
+
+def sequential(seq: torch.nn.Sequential, x: Tensor) -> Tensor | None:
+    """``seq(x)`` for an MLP of Linear layers alternating with one kind of scaled-SiLU
+    activation (the heads' MLPs), as one fused node; None when ``seq`` has another form."""
+    from openjmp.model.gemnet_oc.layers import _UNFUSABLE, activation_scale
+
+    mods = list(seq)
+    if len(mods) % 2 != 1 or x.dim() != 2:
+        return None
+    linears, acts = mods[0::2], mods[1::2]
+    if not all(type(m) is torch.nn.Linear for m in linears):
+        return None
+    scales = {activation_scale(a) for a in acts}
+    if len(scales) > 1 or _UNFUSABLE in scales or None in scales:
+        return None
+    c = scales.pop() if scales else 1.0
+    params: list[Tensor | None] = []
+    for m in linears:
+        params += [m.weight, m.bias]
+    if not _needs_grad(x, *params):
+        return _mlp_forward(x, params, c, None)  # type: ignore[arg-type]
+    return _MLP.apply(x, c, *params)

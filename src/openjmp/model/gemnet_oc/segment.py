@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from openjmp.model.gemnet_oc.fused import mm_nt, new_buffer
+
 # Padded pairs per chunk: 2^15 rows of the padded gather (x 64 features = 8 MiB in float32).
 CHUNK_PAIRS = 1 << 15
 
@@ -135,7 +137,7 @@ class _Aggregate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: SegmentPlan, width: int, x: Tensor, *y: Tensor) -> Tensor:  # noqa: ANN001
         d = x.shape[1]
-        out = x.new_zeros(plan.n_out, width, d)
+        out = new_buffer(x, (plan.n_out, width, d), zero=True)
         for yc, xi, rows in zip(y, plan.x_index, plan.rows):
             xc = x.index_select(0, xi.reshape(-1)).view(xi.shape[0], xi.shape[1], d)
             out.index_copy_(0, rows, torch.bmm(yc, xc))  # (n_c, S, K_c) @ (n_c, K_c, D)
@@ -149,7 +151,7 @@ class _Aggregate(torch.autograd.Function):
         x, *y = ctx.saved_tensors
         d = x.shape[1]
         need_x, need_y = ctx.needs_input_grad[2], ctx.needs_input_grad[3:]
-        grad_x = torch.zeros_like(x) if need_x else None
+        grad_x = new_buffer(x, x.shape, zero=True) if need_x else None
         grad_y: list[Tensor | None] = []
         for i, (yc, xi, rows) in enumerate(zip(y, plan.x_index, plan.rows)):
             gc = grad.index_select(0, rows)  # (n_c, S, D)
@@ -173,8 +175,6 @@ class _AggregateBilinear(torch.autograd.Function):
     def forward(
         ctx, plan: SegmentPlan, width: int, x: Tensor, rad_w: Tensor, w: Tensor, *y: Tensor
     ) -> Tensor:  # noqa: ANN001, E501
-        from openjmp.model.gemnet_oc.fused import mm_nt
-
         d = x.shape[1]
         k = rad_w.shape[2]
         out_ordered = x.new_empty(rad_w.shape[0], w.shape[0])
@@ -196,8 +196,6 @@ class _AggregateBilinear(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: ANN001
-        from openjmp.model.gemnet_oc.fused import mm_nt
-
         plan: SegmentPlan = ctx.plan
         x, rad_w, w, *rest = ctx.saved_tensors
         n = len(plan.rows)
@@ -206,8 +204,8 @@ class _AggregateBilinear(torch.autograd.Function):
         need_x, need_r, need_w = ctx.needs_input_grad[2:5]
         need_y = ctx.needs_input_grad[5:]
         grad = grad.index_select(0, plan.order)
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_r = torch.empty_like(rad_w) if need_r else None
+        grad_x = new_buffer(x, x.shape, zero=True) if need_x else None
+        grad_r = new_buffer(rad_w, rad_w.shape, zero=False) if need_r else None
         grad_w = torch.zeros_like(w) if need_w else None
         w_t = w.t().contiguous()
         grad_y: list[Tensor | None] = []

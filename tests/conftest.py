@@ -29,3 +29,34 @@ def reference_dir() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def _can_create_in(d: Path) -> bool:
+    probe = d / ".probe"
+    try:
+        probe.touch()
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
+@pytest.fixture
+def readonly_dir(tmp_path: Path):
+    """An existing directory that refuses new files: mode 0555, plus ``chattr +i`` when the
+    tests run as root (root ignores modes). Skips only where neither works."""
+    import subprocess
+
+    d = tmp_path / "readonly"
+    d.mkdir()
+    d.chmod(0o555)
+    immutable = False
+    if _can_create_in(d):
+        immutable = subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode == 0
+    if _can_create_in(d):
+        d.chmod(0o755)
+        pytest.skip("cannot make a read-only directory here (root without chattr)")
+    yield d
+    if immutable:
+        subprocess.run(["chattr", "-i", str(d)], capture_output=True)
+    d.chmod(0o755)

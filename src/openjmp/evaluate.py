@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead
-from openjmp.data.cache import atomic_write_bytes
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
+from openjmp.plots import parity
 from openjmp.tasks.finetune_targets import FORCES, target_name
-from openjmp.train.finetune import evaluation_device, load_task, predict_dataset
-from openjmp.train.finetune_data import FinetuneDataModule, load_finetune_splits
+from openjmp.train.finetune.data import FinetuneDataModule, load_finetune_splits
+from openjmp.train.finetune.full import evaluation_device, load_task, predict_dataset
 
 _MEV = (1000.0, "meV")
 QM9_UNITS: dict[str, tuple[float, str]] = {
@@ -55,23 +56,47 @@ MATBENCH_UNITS: dict[str, tuple[float, str]] = {
 # Paper Tables 2-5 (test MAE in the units above): preset name (without jmp-s-/jmp-l-) -> (JMP-S, JMP-L).
 # MatBench: mean over the 5 folds (fold 0 in parentheses in the paper is not repeated here).
 PAPER_RESULTS: dict[str, tuple[float, float]] = {
-    "qm9-mu": (0.010, 0.008), "qm9-alpha": (0.037, 0.032), "qm9-eps_homo": (11.1, 8.8),
-    "qm9-eps_lumo": (10.8, 8.6), "qm9-delta_eps": (23.1, 19.1), "qm9-r_2_abs": (0.200, 0.163),
-    "qm9-zpve": (1.0, 0.9), "qm9-u_0": (3.3, 2.9), "qm9-u": (3.3, 2.8), "qm9-h": (3.3, 2.8),
-    "qm9-g": (4.5, 4.3), "qm9-c_v": (0.018, 0.017),
-    "rmd17-aspirin": (6.7, 5.1), "rmd17-benzene": (0.7, 0.3), "rmd17-ethanol": (2.8, 2.0),
-    "rmd17-malonaldehyde": (5.3, 4.0), "rmd17-naphthalene": (2.2, 1.4), "rmd17-salicylic": (4.6, 3.4),
-    "rmd17-toluene": (2.3, 1.5), "rmd17-uracil": (4.0, 2.5), "rmd17-paracetamol": (5.3, 4.0),
+    "qm9-mu": (0.010, 0.008),
+    "qm9-alpha": (0.037, 0.032),
+    "qm9-eps_homo": (11.1, 8.8),
+    "qm9-eps_lumo": (10.8, 8.6),
+    "qm9-delta_eps": (23.1, 19.1),
+    "qm9-r_2_abs": (0.200, 0.163),
+    "qm9-zpve": (1.0, 0.9),
+    "qm9-u_0": (3.3, 2.9),
+    "qm9-u": (3.3, 2.8),
+    "qm9-h": (3.3, 2.8),
+    "qm9-g": (4.5, 4.3),
+    "qm9-c_v": (0.018, 0.017),
+    "rmd17-aspirin": (6.7, 5.1),
+    "rmd17-benzene": (0.7, 0.3),
+    "rmd17-ethanol": (2.8, 2.0),
+    "rmd17-malonaldehyde": (5.3, 4.0),
+    "rmd17-naphthalene": (2.2, 1.4),
+    "rmd17-salicylic": (4.6, 3.4),
+    "rmd17-toluene": (2.3, 1.5),
+    "rmd17-uracil": (4.0, 2.5),
+    "rmd17-paracetamol": (5.3, 4.0),
     "rmd17-azobenzene": (4.5, 3.3),
-    "md22-ac-ala3-nhme": (2.64, 1.92), "md22-dha": (2.01, 1.37), "md22-stachyose": (2.69, 1.73),
-    "md22-at-at": (3.02, 1.98), "md22-at-at-cg-cg": (3.28, 2.11), "md22-buckyball-catcher": (3.08, 2.26),
+    "md22-ac-ala3-nhme": (2.64, 1.92),
+    "md22-dha": (2.01, 1.37),
+    "md22-stachyose": (2.69, 1.73),
+    "md22-at-at": (3.02, 1.98),
+    "md22-at-at-cg-cg": (3.28, 2.11),
+    "md22-buckyball-catcher": (3.08, 2.26),
     "md22-double-walled_nanotube": (8.36, 6.17),
-    "spice-solvated_amino_acids": (5.71, 4.75), "spice-dipeptides": (4.71, 3.64),
-    "matbench-jdft2d": (30.16, 29.94), "matbench-phonons": (22.77, 20.57),
-    "matbench-dielectric": (0.252, 0.249), "matbench-log_gvrh": (0.062, 0.059),
-    "matbench-log_kvrh": (0.046, 0.045), "matbench-perovskites": (0.028, 0.026),
-    "matbench-mp_gap": (0.121, 0.091), "matbench-mp_e_form": (13.3, 10.1), "qmof": (0.18, 0.16),
-}  # fmt: skip
+    "spice-solvated_amino_acids": (5.71, 4.75),
+    "spice-dipeptides": (4.71, 3.64),
+    "matbench-jdft2d": (30.16, 29.94),
+    "matbench-phonons": (22.77, 20.57),
+    "matbench-dielectric": (0.252, 0.249),
+    "matbench-log_gvrh": (0.062, 0.059),
+    "matbench-log_kvrh": (0.046, 0.045),
+    "matbench-perovskites": (0.028, 0.026),
+    "matbench-mp_gap": (0.121, 0.091),
+    "matbench-mp_e_form": (13.3, 10.1),
+    "qmof": (0.18, 0.16),
+}
 
 
 def paper_unit(config: FinetuneConfig, output: str) -> tuple[float, str]:
@@ -129,13 +154,13 @@ def evaluate_checkpoint(
     plots: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``checkpoint`` on ``parts``; returns {part: report} and writes the files."""
-    from openjmp.study.plots import parity
-
     checkpoint = Path(checkpoint)
+    run_dir = checkpoint.parent.parent
+    out = check_writable_dir(
+        Path(out_dir) if out_dir is not None else run_dir / "evaluation", "evaluation directory"
+    )
     task = load_task(checkpoint)
     cfg = config or task.config
-    run_dir = checkpoint.parent.parent
-    out = Path(out_dir) if out_dir is not None else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
     cache = run_dir / "cache" if (run_dir / "cache").is_dir() else out / "cache"
     splits = load_finetune_splits(cfg.data, cache)

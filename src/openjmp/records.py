@@ -19,6 +19,10 @@ TAG_SUBSURFACE = 0
 TAG_SURFACE = 1
 TAG_ADSORBATE = 2
 
+N_ELEMENTS = 120
+"""Length of a per-element table indexed by Z (0..119, index 0 unused): linear references,
+element counts, the model's embedding rows (JMP's size)."""
+
 
 def _frozen(a: Any, dtype: Any) -> np.ndarray:
     arr = np.array(a, dtype=dtype, copy=True)

@@ -17,6 +17,10 @@ MAX_Z = 118
 DEFAULT_MIN_DISTANCE = 0.1
 """Two atoms closer than this (Å) are treated as overlapping: no real structure has them."""
 
+MAX_COORDINATE = 1e5
+"""Å: positions and cell entries beyond ±this are taken to be garbage (no structure spans 10 µm;
+the neighbour search overflows its integer cell grid near 1e18 Å and kills the process)."""
+
 _SEARCH_CUTOFF = 1.0  # Å, neighbour search radius of the overlap check (filtered after)
 
 
@@ -60,6 +64,13 @@ def check_values(rec: AtomsRecord, max_z: int = MAX_Z) -> None:
         raise fail("positions contain NaN or inf")
     if not _finite(rec.cell):
         raise fail("cell contains NaN or inf")
+    for name, arr in (("position", rec.positions), ("cell", rec.cell)):
+        if arr.size and float(np.abs(arr).max()) > MAX_COORDINATE:
+            biggest = float(np.abs(arr).max())
+            raise fail(
+                f"{name} coordinate {biggest:.3g} Å is beyond ±{MAX_COORDINATE:.0e} Å "
+                "(unconverted units or a corrupt value?)"
+            )
     if rec.energy is not None and not np.isfinite(rec.energy):
         raise fail(f"energy label is {rec.energy}")
     if not _finite(rec.forces):
@@ -70,6 +81,15 @@ def check_values(rec: AtomsRecord, max_z: int = MAX_Z) -> None:
         arr = np.asarray(value)
         if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
             raise fail(f"target {name!r} is NaN or inf")
+
+
+def coordinates_usable(rec: AtomsRecord) -> bool:
+    """Whether positions and cell are finite and within ±`MAX_COORDINATE` (what a neighbour
+    search needs; `check_values` reports the problem otherwise)."""
+    return all(
+        bool(np.all(np.isfinite(a))) and (a.size == 0 or float(np.abs(a).max()) <= MAX_COORDINATE)
+        for a in (rec.positions, rec.cell)
+    )
 
 
 def check_cell(rec: AtomsRecord) -> None:

@@ -9,7 +9,8 @@ import pydantic
 import pytest
 
 from openjmp.config import dump_config, load_config
-from openjmp.config.load import parse_override, parse_yaml_value
+from openjmp.config.load import parse_override
+from openjmp.config.yaml_text import parse_yaml_value
 from openjmp.errors import ConfigError
 
 

@@ -14,10 +14,11 @@ import ase.io
 import numpy as np
 import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
-from writers import HARTREE, emt_label, molecule_frames, write_ani1x
 
 from openjmp.data.check import check_path, check_records
 from openjmp.records import AtomsRecord
+
+from helpers.writers import HARTREE, emt_label, molecule_frames, write_ani1x
 
 
 def _trajectory(n: int = 8, scale: float = 1.0) -> list[AtomsRecord]:
@@ -27,6 +28,16 @@ def _trajectory(n: int = 8, scale: float = 1.0) -> list[AtomsRecord]:
         out.append(AtomsRecord(atomic_numbers=a.numbers, positions=a.positions, energy=e,
                                forces=f * scale, source="traj.xyz", index=i))  # fmt: skip
     return out
+
+
+def _write_extxyz(path, n: int) -> None:
+    """``n`` EMT-labelled ethanol frames as extxyz."""
+    frames = []
+    for a in molecule_frames("CH3CH2OH", n):
+        e, f = emt_label(a)
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        frames.append(a)
+    ase.io.write(path, frames)
 
 
 def test_clean_trajectory_passes() -> None:
@@ -106,12 +117,72 @@ def test_check_path_collects_reader_errors_and_goes_on(tmp_path) -> None:
 
 
 def test_check_path_on_clean_extxyz(tmp_path) -> None:
-    frames = []
-    for a in molecule_frames("CH3CH2OH", 6):
-        e, f = emt_label(a)
-        a.calc = SinglePointCalculator(a, energy=e, forces=f)
-        frames.append(a)
-    ase.io.write(tmp_path / "t.extxyz", frames)
+    _write_extxyz(tmp_path / "t.extxyz", 6)
     rep = check_path(tmp_path / "t.extxyz")
     assert rep.ok, rep.format()
     assert rep.splits == {"default": {"train": 4, "val": 2, "test": 0}}
+
+
+def _user_records() -> list[AtomsRecord]:
+    """A molecule, then one of each structure training trips on."""
+    rng = np.random.default_rng(0)
+    good = _trajectory(1)[0].replace(energy=None, forces=None)
+    lone = AtomsRecord(atomic_numbers=[29], positions=[[0, 0, 0]], source="u.xyz", index=1)
+    far = AtomsRecord(atomic_numbers=[8, 1, 1, 6], source="u.xyz", index=2,
+                      positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0], [50, 0, 0]])  # fmt: skip
+    h2 = AtomsRecord(atomic_numbers=[1, 1], positions=[[0, 0, 0], [0, 0, 0.74]], source="u.xyz",
+                     index=3)  # fmt: skip
+    crowded = AtomsRecord(atomic_numbers=np.full(300, 6), positions=rng.uniform(0, 5, (300, 3)),
+                          cell=np.eye(3) * 5, pbc=True, source="u.xyz", index=4)  # fmt: skip
+    cu = AtomsRecord(atomic_numbers=[29], positions=[[0, 0, 0]], cell=np.eye(3) * 3.6 / 2**0.5,
+                     pbc=True, source="u.xyz", index=5)  # fmt: skip
+    return [good, lone, far, h2, crowded, cu]
+
+
+def test_finds_what_training_trips_on() -> None:
+    """A lone atom (no edge: training stops), a diatomic (no triplets: a warning), an isolated atom 50 Å
+    away (a warning), 300 atoms in a 5 Å box (the graph-size limit, before any graph is built);
+    a one-atom periodic crystal is fine (it has edges to its images)."""
+    rep = check_records(_user_records(), min_distance=0.0)
+    by_record = {p.index: str(p) for p in rep.problems}
+    assert (
+        "error: u.xyz, record 1: no pair of atoms within the 12 Å graph cutoff (1 atom, not periodic)"
+        in by_record[1]
+    )
+    assert by_record[2].startswith(
+        "warning: u.xyz, record 2: 1 isolated atom(s) (3): no neighbour within the 12 Å"
+    )
+    assert by_record[3].startswith(
+        "warning: u.xyz, record 3: no atom has two neighbours within the 12 Å graph cutoff"
+    )
+    assert (
+        "record 4: graph too large: about 5,2" in by_record[4]
+        and "OPENJMP_MAX_EDGES" in by_record[4]
+    )
+    assert 0 not in by_record and 5 not in by_record
+    assert len(rep.errors) == 2 and rep.graph_cutoffs == {12.0: 6}
+    assert "graph checked at cutoff: 12 Å (6)" in rep.format()
+    rep = check_records(_user_records()[2:3], cutoff=60.0)  # the cutoff is an option
+    assert rep.problems == []
+
+
+def test_check_path_reports_empty_files_and_unnamed_data(tmp_path) -> None:
+    from openjmp.cli.main import main
+
+    (tmp_path / "empty.extxyz").write_bytes(b"")
+    rep = check_path(tmp_path / "empty.extxyz")
+    assert [str(p) for p in rep.problems] == [
+        f"error: {tmp_path / 'empty.extxyz'}: the file is empty (0 bytes)"
+    ]
+    assert main(["data", "check", str(tmp_path / "empty.extxyz")]) == 1
+    _write_extxyz(tmp_path / "t.extxyz", 3)
+    assert "datasets: unnamed (user data) (3)" in check_path(tmp_path / "t.extxyz").format()
+
+
+def test_check_path_lists_records_read_before_a_fatal_problem(tmp_path) -> None:
+    _write_extxyz(tmp_path / "t.extxyz", 3)
+    text = (tmp_path / "t.extxyz").read_text().splitlines()
+    (tmp_path / "t.extxyz").write_text("\n".join(text[:-3]) + "\n")  # the last frame cut short
+    rep = check_path(tmp_path / "t.extxyz")
+    assert rep.n_records == 2 and not rep.ok
+    assert "record 2: reading stopped here: frame 2 says 9 atoms" in str(rep.errors[-1])

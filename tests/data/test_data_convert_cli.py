@@ -14,7 +14,14 @@ import types
 
 import numpy as np
 import pytest
-from writers import (
+
+from openjmp.cli.main import main
+from openjmp.data.cache import RecordStore
+from openjmp.data.splits import load_splits, rmd17_split
+from openjmp.io import read_records
+from openjmp.io.matbench import mbids
+
+from helpers.writers import (
     bulk_structures,
     molecule_frames,
     write_matbench,
@@ -22,12 +29,6 @@ from writers import (
     write_rmd17,
     write_t1x,
 )
-
-from openjmp.cli.main import main
-from openjmp.data.cache import RecordStore
-from openjmp.data.splits import load_splits, rmd17_split
-from openjmp.io import read_records
-from openjmp.io.matbench import mbids
 
 
 def test_convert_rmd17_with_split_and_statistics(tmp_path, capsys) -> None:
@@ -134,6 +135,69 @@ def test_make_demo_calls_the_generator(tmp_path, monkeypatch, capsys) -> None:
 
     fake.make_demo = make_demo
     monkeypatch.setitem(sys.modules, "openjmp.data.demo", fake)
+    monkeypatch.setattr("openjmp.progress.in_ci", lambda: False)  # bars on outside CI
     assert main(["data", "make-demo", str(tmp_path / "demo"), "--scale", "0.1", "--seed", "3"]) == 0
-    assert calls == [(tmp_path / "demo", 0.1, 3, True)]
+    assert main(["data", "make-demo", str(tmp_path / "d2"), "--no-progress"]) == 0
+    assert calls == [(tmp_path / "demo", 0.1, 3, True), (tmp_path / "d2", 1.0, 0, False)]
     assert "demo corpus written to" in capsys.readouterr().out
+
+
+def test_convert_keeps_identical_structures_in_one_part(tmp_path, capsys) -> None:
+    """Copies of a structure end in the part of their first copy (no test structure is also a
+    training structure); without copies the split is exactly the authors' seeded one."""
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from openjmp.data.splits import fraction_split
+
+    from helpers.writers import emt_label
+
+    frames = []
+    for a in molecule_frames("CH3CH2OH", 30, seed=5):
+        e, f = emt_label(a)
+        a.calc = SinglePointCalculator(a, energy=e, forces=f)
+        frames.append(a)
+    ase.io.write(tmp_path / "clean.extxyz", frames)
+    assert main(["data", "convert", str(tmp_path / "clean.extxyz"), str(tmp_path / "c1")]) == 0
+    assert "duplicates" not in capsys.readouterr().out
+    clean = load_splits(tmp_path / "c1" / "splits.npz")["default"]
+    for part, idx in fraction_split(30, seed=42).items():
+        np.testing.assert_array_equal(clean[part], idx)
+    # copies of frame 10 (x2) and 3 appended at the end: 33 records. The seeded split of 33
+    # records puts 10 in test, 30 and 31 in train, 3 in train and 32 in val: both groups span parts
+    dup = frames + [frames[10], frames[10], frames[3]]
+    ase.io.write(tmp_path / "dup.extxyz", dup)
+    assert main(["data", "convert", str(tmp_path / "dup.extxyz"), str(tmp_path / "c2")]) == 0
+    out = capsys.readouterr().out
+    assert "duplicates: 5 records are copies in 2 groups of identical structures" in out
+    assert {p: len(i) for p, i in fraction_split(33, seed=42).items()} == {
+        "train": 26,
+        "val": 4,
+        "test": 3,
+    }
+    parts = load_splits(tmp_path / "c2" / "splits.npz")["default"]
+    where = {int(i): p for p, idx in parts.items() for i in idx}
+    assert sorted(where) == list(range(33))  # every record in exactly one part
+    assert where[10] == where[30] == where[31] == "test" and where[3] == where[32] == "train"
+    assert "3 moved so that each group lies in one part" in out
+    meta = RecordStore(tmp_path / "c2").manifest["metadata"]["duplicates"]
+    assert meta["groups"] == 2 and meta["records"] == 5
+    # data check previews the same split
+    from openjmp.data.check import check_path
+
+    sizes = {p: len(idx) for p, idx in parts.items()}
+    assert check_path(tmp_path / "dup.extxyz").splits == {"default": sizes}
+
+
+def test_keep_together_leaves_fixed_parts_alone() -> None:
+    from openjmp.data.duplicates import keep_together
+
+    splits = {
+        "fold_0": {"train": np.array([0, 1, 2]), "val": np.array([3]), "test": np.array([4, 5])}
+    }
+    groups = [np.array([1, 3]), np.array([2, 5])]  # train+val: moved; train+test: fixed
+    out, rep = keep_together(splits, groups, fixed=("test",))
+    np.testing.assert_array_equal(out["fold_0"]["train"], [0, 1, 2, 3])
+    assert out["fold_0"]["val"].size == 0
+    np.testing.assert_array_equal(out["fold_0"]["test"], [4, 5])
+    assert (rep.moved, rep.across_fixed) == (1, 1) and "1 groups span parts" in rep.describe()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import openjmp.data.statistics as st
-from openjmp.data.cache import write_store
+from openjmp.data.cache_writer import write_store
 from openjmp.data.statistics import compute_statistics, fit_linear_references, referenced_energies
 from openjmp.records import AtomsRecord
 

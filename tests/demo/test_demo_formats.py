@@ -23,9 +23,10 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.units import Hartree, kcal, mol
-from demo_unpickle import loads_pyg
 
 from openjmp.data.demo.xtb import xtb_single_point
+
+from helpers.demo_unpickle import loads_pyg
 
 
 def read_lmdb_dir(directory: Path) -> tuple[list[dict], np.ndarray]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ft_helpers import write_crystals, write_molecules
+
+from helpers.ft_helpers import write_crystals, write_molecules
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.io import read, write
-from ft_helpers import tiny_config
 
 from openjmp.config.finetune import ScalarHead
 from openjmp.data.splits import fraction_split
@@ -29,7 +28,9 @@ from openjmp.tasks.finetune_stats import (
     residual_statistics,
     resolve_statistics,
 )
-from openjmp.train.finetune_data import check_labels, load_finetune_splits
+from openjmp.train.finetune.data import check_labels, load_finetune_splits
+
+from helpers.ft_helpers import tiny_config
 
 
 def test_split_reproduces_the_authors_cut(tmp_path: Path, molecules_file: Path) -> None:
@@ -98,7 +99,13 @@ def test_given_statistics_pass_through_and_zero_spread_is_an_error(molecules_fil
     with pytest.raises(ConfigError, match="cover Z < 2 but the data has Z = 6"):
         resolve_statistics([head], train)
     head = ScalarHead(target="gap", normalization={"mean": 2.0, "std": 0.5})
-    assert resolve_statistics([head], train)["gap"] == {"references": None, "mean": 2.0, "std": 0.5}
+    assert resolve_statistics([head], train)["gap"] == {
+        "references": None,
+        "mean": 2.0,
+        "std": 0.5,
+        "unit": "",  # an ase-file target: the unit of its labels
+        "elements": sorted({int(z) for r in train for z in r.atomic_numbers}),
+    }
     const = [r.replace(targets={"c": 1.0}) for r in train]
     with pytest.raises(ConfigError, match="std must be > 0.*set the normalisation"):
         resolve_statistics([ScalarHead(target="c")], const)

@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-from ft_helpers import tiny_config
 
 from openjmp.cli.main import main
 from openjmp.config import load_config
 from openjmp.evaluate import PAPER_RESULTS, benchmark_name, evaluate_checkpoint, paper_unit
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import tiny_config
 
 
 @pytest.mark.parametrize(

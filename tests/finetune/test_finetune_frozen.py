@@ -17,14 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ft_helpers import batch_of, molecules, tiny_config, write_molecules
 from sklearn.linear_model import Ridge
 
+import openjmp
 from openjmp.errors import ConfigError
 from openjmp.model.heads import pool
 from openjmp.tasks.frozen import ALPHAS, Standardizer, fit_ridge, pooled_features, ridge_solve
-from openjmp.train.finetune import run_finetune
-from openjmp.train.finetune_frozen import run_frozen
+from openjmp.train.finetune.data import load_finetune_splits
+from openjmp.train.finetune.frozen import run_frozen
+from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import batch_of, molecules, tiny_config, write_molecules
 
 
 def test_ridge_matches_sklearn_and_picks_alpha_on_val() -> None:
@@ -43,10 +46,15 @@ def test_ridge_matches_sklearn_and_picks_alpha_on_val() -> None:
 
 def test_pooled_features_are_pooled_backbone_outputs(tmp_path: Path) -> None:
     from openjmp.model.jmp_model import JMPModel
-    from openjmp.train.finetune_setup import configured_backbone, finetune_backbone
+    from openjmp.train.backbone import build_backbone, uses_direct_forces
 
     cfg = tiny_config(tmp_path / "x.extxyz", preset="user-property")
-    model = JMPModel(finetune_backbone(cfg, configured_backbone(cfg)), {}).double()
+    model = JMPModel(
+        build_backbone(
+            cfg.model, direct_forces=uses_direct_forces(cfg), edge_dropout=cfg.edge_dropout
+        )[0],
+        {},
+    ).double()
     batch = batch_of(molecules(3))
     feats = pooled_features(model, [batch], ["sum", "mean"])
     with torch.no_grad():
@@ -75,6 +83,44 @@ def test_run_frozen_fits_in_seconds_and_beats_the_mean(tmp_path: Path) -> None:
         assert (tmp_path / "frozen" / name).is_file()
     mlp = run_frozen(cfg, out_dir=tmp_path / "mlp", head="mlp", progress=False)
     assert np.isfinite(mlp.metrics["test"]["y_mae"])
+    # both are openjmp models: predict gives the run's own test predictions
+    test = [
+        r.to_ase()
+        for r in load_finetune_splits(cfg.data, tmp_path / "frozen" / "cache").test.records
+    ]
+    for run in (res, mlp):
+        assert run.best_checkpoint.name == "model.pt"
+        pred = openjmp.predict(openjmp.load_model(run.best_checkpoint), test)
+        np.testing.assert_allclose(
+            pred.properties["y"], run.test_predictions["y"], rtol=1e-5, atol=1e-6
+        )
+        assert pred.energies is None
+
+
+def test_frozen_energy_is_a_potential(tmp_path: Path) -> None:
+    """A frozen ridge energy head in model.pt: eV as the run predicted, and forces -dE/dx."""
+    data = write_molecules(tmp_path / "data" / "mols.extxyz", n=40)
+    cfg = tiny_config(data)
+    res = run_frozen(cfg, out_dir=tmp_path / "frozen", head="ridge", progress=False)
+    test = [
+        r.to_ase()
+        for r in load_finetune_splits(cfg.data, tmp_path / "frozen" / "cache").test.records
+    ]
+    pred = openjmp.predict(openjmp.load_model(res.best_checkpoint), test)  # float32, as fitted
+    # the run evaluates its ridge in float64 on float32 features, the module in float32
+    np.testing.assert_allclose(pred.energies, res.test_predictions["energy"], rtol=1e-4)
+    model = openjmp.load_model(res.best_checkpoint, dtype=torch.float64)  # finite differences
+    atoms = test[0].copy()
+    atoms.calc = openjmp.JMPCalculator(model)
+    f = atoms.get_forces()
+    h, i = 1e-5, 0
+    e = []
+    for sign in (1, -1):
+        a = atoms.copy()
+        a.positions[i, 0] += sign * h
+        a.calc = openjmp.JMPCalculator(model)
+        e.append(a.get_potential_energy())
+    assert f[i, 0] == pytest.approx(-(e[0] - e[1]) / (2 * h), rel=1e-5, abs=1e-7)
 
 
 def test_classification_and_forces(tmp_path: Path) -> None:

@@ -22,7 +22,6 @@ import ase.io
 import numpy as np
 import pytest
 import torch
-from ft_helpers import molecules
 
 from openjmp.config import load_config
 from openjmp.errors import ConfigError
@@ -31,7 +30,9 @@ from openjmp.graph.gemnet import build_graph_sample
 from openjmp.graph.spec import graph_spec
 from openjmp.model.checkpoint import load_checkpoint
 from openjmp.records import AtomsRecord
-from openjmp.train.finetune import build_task
+from openjmp.train.finetune.full import build_task
+
+from helpers.ft_helpers import molecules
 
 BACKBONE_KEYS = (
     "num_blocks", "emb_size_atom", "emb_size_edge", "emb_size_trip_in", "emb_size_trip_out",

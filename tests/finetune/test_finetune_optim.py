@@ -18,24 +18,27 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from ft_helpers import tiny_config
 
 from openjmp.model.checkpoint import read_checkpoint
 from openjmp.tasks.finetune import FinetuneTask
-from openjmp.train.finetune import run_finetune
-from openjmp.train.finetune_setup import configured_backbone, finetune_backbone
+from openjmp.train.backbone import build_backbone, uses_direct_forces
+from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import tiny_config
 
 TWO_BLOCKS = {"num_blocks": 2}
 MULT = {"embedding": 0.3, "blocks_0": 0.55, "blocks_1": 0.625}
 
 
 def two_block_task(tmp_path: Path, overrides=()) -> FinetuneTask:
-    from ft_helpers import TINY_BACKBONE
+    from helpers.ft_helpers import TINY_BACKBONE
 
     bb = dict(TINY_BACKBONE, **TWO_BLOCKS)
     cfg = tiny_config(tmp_path / "x.extxyz", ["optimizer.lr=1e-3", *overrides], backbone=bb,
                       preset="user-property")  # fmt: skip
-    backbone = finetune_backbone(cfg, configured_backbone(cfg))
+    backbone = build_backbone(
+        cfg.model, direct_forces=uses_direct_forces(cfg), edge_dropout=cfg.edge_dropout
+    )[0]
     return FinetuneTask(
         cfg, backbone.to_dict(), {"y": {"mean": 0.0, "std": 1.0}}, steps_per_epoch=5
     )
@@ -106,7 +109,7 @@ class Snapshot(pl.Callback):
 def test_frozen_weights_are_bit_identical_after_training(
     tmp_path: Path, molecules_file: Path, freeze: str
 ) -> None:
-    from ft_helpers import TINY_BACKBONE
+    from helpers.ft_helpers import TINY_BACKBONE
 
     cfg = tiny_config(molecules_file, backbone=dict(TINY_BACKBONE, num_blocks=2), overrides=[
         f"freeze={freeze}", "ema_decay=0.8", "optimizer.lr=1e-2", "trainer.max_steps=6",

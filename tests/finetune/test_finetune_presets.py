@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from ft_helpers import TINY_BACKBONE, llrd_override, molecules
 
 from openjmp.config import load_config
 from openjmp.graph.collate import collate
@@ -25,7 +24,9 @@ from openjmp.graph.gemnet import build_graph_sample
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.tasks.finetune_stats import resolve_statistics
-from openjmp.train.finetune_setup import configured_backbone, finetune_backbone
+from openjmp.train.backbone import build_backbone, uses_direct_forces
+
+from helpers.ft_helpers import TINY_BACKBONE, llrd_override, molecules
 
 QM9_TARGETS = [
     "mu",
@@ -129,7 +130,9 @@ def test_preset_builds_and_trains_one_step(preset: str) -> None:
 
     records = molecule_records() if kind == "mol" else crystal_records()
     stats = resolve_statistics(list(cfg.heads), records)
-    backbone = finetune_backbone(cfg, configured_backbone(cfg))
+    backbone = build_backbone(
+        cfg.model, direct_forces=uses_direct_forces(cfg), edge_dropout=cfg.edge_dropout
+    )[0]
     assert backbone.direct_forces == graph.get("direct", False)
     torch.manual_seed(0)
     task = FinetuneTask(cfg, backbone.to_dict(), stats, steps_per_epoch=10)

@@ -2,7 +2,7 @@
 
 A tiny model is fine-tuned on EMT energies (run A). Its best checkpoint (an openjmp fine-tuned
 checkpoint, statistics inside) starts run B on the same molecules with every energy shifted by
-a per-element amount (a change of reference energies). With ``residual_references="energy"``:
+a per-element amount (a change of reference energies). With ``residual_references: energy``:
 
 * B's backbone and energy head are A's, bit for bit;
 * the new references are A's plus the least-squares fit of (shifted label − A's prediction) on
@@ -22,12 +22,14 @@ import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
-from ft_helpers import batch_of, tiny_config
 
 from openjmp.errors import ConfigError
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune_stats import element_counts
-from openjmp.train.finetune import build_task, load_task, run_finetune
+from openjmp.train.finetune.full import build_task, load_task
+from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import batch_of, tiny_config
 
 SHIFT = {1: 0.5, 6: 3.0, 7: -2.5, 8: 4.0}
 
@@ -50,12 +52,10 @@ def test_residual_references_start_from_the_pretrained_head(
     a = run_finetune(cfg_a, out_dir=tmp_path / "a", progress=False, logger=False, evaluate_parts=())
     data_b = shifted(molecules_file, tmp_path / "shifted.extxyz")
     cfg_b = tiny_config(data_b, ["precision=64-true", f"model.checkpoint={a.best_checkpoint}",
-                                 "model.backbone.preset=jmp-s"])  # fmt: skip
+                                 "model.backbone.preset=jmp-s", "residual_references=energy"])  # fmt: skip
     frames = read(data_b, ":")
     train = [AtomsRecord.from_ase(x, source="b", index=i) for i, x in enumerate(frames)]
-    task_b = build_task(
-        cfg_b, train, steps_per_epoch=4, dtype=torch.float64, residual_references="energy"
-    )
+    task_b = build_task(cfg_b, train, steps_per_epoch=4, dtype=torch.float64)
     task_a = load_task(a.best_checkpoint)
     sa, sb = task_a.model.state_dict(), task_b.model.state_dict()
     shared = [k for k in sa if k.startswith(("embedding.", "backbone.", "heads.energy."))]
@@ -76,11 +76,11 @@ def test_residual_references_start_from_the_pretrained_head(
 
 
 def test_authors_checkpoints_are_refused(reference_dir: Path, molecules_file: Path) -> None:
-    from openjmp.train.finetune_residual import residual_start
+    from openjmp.train.finetune.residual import residual_start
 
     cfg = tiny_config(
         molecules_file, [f"model.checkpoint={reference_dir / 'tiny' / 'lightning_checkpoint.ckpt'}"]
     )
     train = [AtomsRecord.from_ase(x) for x in read(molecules_file, ":4")]
-    with pytest.raises(ConfigError, match="do not publish"):
+    with pytest.raises(ConfigError, match="linear references that are not in the checkpoint"):
         residual_start(cfg, train, {"energy": {}}, "oc20", dtype=torch.float64)

@@ -17,10 +17,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from ft_helpers import tiny_config
 
 from openjmp.model.checkpoint import read_checkpoint
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import tiny_config
 
 
 class Crash(Exception):
@@ -51,8 +52,15 @@ def test_resume_reproduces_uninterrupted_run(tmp_path: Path, molecules_file: Pat
         run_finetune(cfg, out_dir=tmp_path / "cut", callbacks=[CrashAt(5)], **kw)
     saved = read_checkpoint(tmp_path / "cut" / "checkpoints" / "last.ckpt")
     assert saved["global_step"] == 4
+    # the time of the killed launch is in the checkpoint and counts in the resumed run's time
+    # (set to 1e6 s here so that the total shows it was carried over)
+    ck_path = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    ck = torch.load(ck_path, weights_only=False)
+    ck["callbacks"]["ElapsedTime"]["elapsed"] = 1e6
+    torch.save(ck, ck_path)
     resumed = run_finetune(cfg, out_dir=tmp_path / "cut", resume=True, **kw)
 
+    assert 1e6 <= resumed.wall_time < 1e6 + 600
     assert resumed.steps == 8
     assert [s for s, _ in resumed.train_losses] == list(range(8))
     assert resumed.train_losses == full.train_losses  # exact: steps 4-7 recomputed after resume

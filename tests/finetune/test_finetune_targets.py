@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ft_helpers import batch_of, molecules, tiny_config
 from sklearn.metrics import balanced_accuracy_score
 
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator, array_metrics
-from openjmp.train.finetune_setup import configured_backbone, finetune_backbone
+from openjmp.train.backbone import build_backbone, uses_direct_forces
+
+from helpers.ft_helpers import batch_of, molecules, tiny_config
 
 REFS = [0.0, -0.7, 0.0, 0.0, 0.0, 0.0, -2.1, -1.6, -3.0]  # H, C, N, O (eV, indexed by Z)
 E_STATS = {"references": REFS, "mean": 0.3, "std": 2.0, "force_std": 0.5}
@@ -26,7 +27,9 @@ E_STATS = {"references": REFS, "mean": 0.3, "std": 2.0, "force_std": 0.5}
 
 def make_task(tmp_path, overrides=(), stats=None, preset="user-energy-forces") -> FinetuneTask:
     cfg = tiny_config(tmp_path / "unused.extxyz", overrides, preset=preset)
-    bb = finetune_backbone(cfg, configured_backbone(cfg))
+    bb = build_backbone(
+        cfg.model, direct_forces=uses_direct_forces(cfg), edge_dropout=cfg.edge_dropout
+    )[0]
     torch.manual_seed(0)
     task = FinetuneTask(cfg, bb.to_dict(), stats or {"energy": E_STATS})
     return task.set_dtype(torch.float64)

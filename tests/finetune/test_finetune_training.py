@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ft_helpers import tiny_config
 
 from openjmp.errors import CheckpointError, ConfigError
-from openjmp.train.finetune import run_finetune
+from openjmp.train.finetune.run import run_finetune
+
+from helpers.ft_helpers import tiny_config
 
 
 def test_short_finetune_lowers_validation_error(tmp_path: Path, molecules_file: Path) -> None:

@@ -9,7 +9,6 @@ structures are batched, and ``openjmp predict`` must write every structure's ene
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import ase.io
@@ -24,10 +23,11 @@ from ase.optimize import BFGS
 import openjmp
 from openjmp.cli.main import main
 from openjmp.errors import ConfigError
+from openjmp.graph.spec import GraphSpec
 from openjmp.model.checkpoint import save_model
+from openjmp.model.outputs import OutputTransform
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "physics"))
-from physics_models import physics_model  # noqa: E402
+from helpers.physics_models import physics_model
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,9 @@ def model():  # noqa: ANN201
     m = physics_model()
     with torch.no_grad():
         m.heads["t_energy"].mlp[-1].weight.mul_(300.0)
+    # a model trained in eV: identity transforms; no graph recorded (tests pass graph=)
+    m.set_head_info("t_energy", output=OutputTransform.energy(1.0))
+    m.set_head_info("t_forces", output=OutputTransform.forces(1.0))
     return m
 
 
@@ -123,3 +126,129 @@ def test_predict_command_reports_bad_input(tmp_path: Path, capsys) -> None:  # n
     assert main(["predict", str(tmp_path / "none.ckpt"), str(tmp_path / "x.xyz"), "-o", out]) == 2
     assert "none.ckpt: no such checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_model_uses_its_own_graph_and_cli_overrides(model, tmp_path: Path) -> None:  # noqa: ANN001
+    from openjmp.graph.spec import graph_spec
+
+    own = physics_model()
+    own.set_head_info("t_energy", output=OutputTransform.energy(2.0), graph=graph_spec("ani1x"))
+    structures = tmp_path / "in.extxyz"
+    ase.io.write(structures, [water(), molecule("CH4")])
+    frames = ase.io.read(structures, ":")  # as written (positions rounded by the format)
+    default = openjmp.predict(own, frames, forces="gradient")
+    explicit = openjmp.predict(own, frames, graph="ani1x", forces="gradient")
+    np.testing.assert_array_equal(default.energies, explicit.energies)
+    assert default.graph == graph_spec("ani1x")
+    with pytest.raises(ConfigError, match="does not say which graph"):
+        openjmp.predict(model, frames)  # the fixture records no graph
+    ckpt = save_model(own, tmp_path / "own.pt")
+    out = tmp_path / "o.npz"
+    args = ["predict", str(ckpt), str(structures), "-o", str(out), "--dtype", "float64"]
+    assert main([*args, "--forces", "gradient", "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(out)["energies"], default.energies, rtol=1e-10)
+    assert main([*args, "--cutoff", "3.0", "--max-neighbors", "4", "--forces", "gradient"]) == 0
+    short = openjmp.predict(
+        own,
+        frames,
+        graph=GraphSpec.from_base(3.0, 4, pbc=False, dummy_cell=True),
+        forces="none",
+    )
+    np.testing.assert_allclose(np.load(out)["energies"], short.energies, rtol=1e-10)
+    assert not np.allclose(short.energies, default.energies)
+
+
+def test_predict_command_checks_output_before_work(model, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    ckpt = save_model(model, tmp_path / "model.pt")
+    structures = tmp_path / "in.extxyz"
+    ase.io.write(structures, [water()])
+    assert main(["predict", str(ckpt), str(structures), "-o", str(tmp_path / "out.foo")]) == 2
+    assert "unknown output format '.foo'" in capsys.readouterr().err
+
+
+def test_predict_command_refuses_a_read_only_directory(
+    model, tmp_path: Path, capsys, readonly_dir
+) -> None:  # noqa: ANN001,E501
+    ckpt = save_model(model, tmp_path / "model.pt")
+    structures = tmp_path / "in.extxyz"
+    ase.io.write(structures, [water()])
+    assert main(["predict", str(ckpt), str(structures), "-o", str(readonly_dir / "o.npz")]) == 2
+    assert "output directory is not writable" in capsys.readouterr().err
+
+
+def test_predict_command_writes_stress_and_units(tmp_path: Path) -> None:
+    from ase.build import bulk
+
+    own = physics_model()
+    own.set_head_info(
+        "t_energy", output=OutputTransform.energy(5.0), graph=GraphSpec.from_base(4.0, 60, pbc=True)
+    )
+    ckpt = save_model(own, tmp_path / "own.pt")
+    cells = [bulk("Cu", "fcc", a=3.6) * (2, 1, 1), bulk("Ni", "fcc", a=3.5, cubic=True)]
+    for c in cells:
+        c.rattle(0.02, seed=3)
+    ase.io.write(tmp_path / "cells.extxyz", cells)
+    out = tmp_path / "cells_out.extxyz"
+    cmd = ["predict", str(ckpt), str(tmp_path / "cells.extxyz"), "-o", str(out), "--stress"]
+    assert main([*cmd, "--forces", "gradient", "--dtype", "float64", "--no-progress"]) == 0
+    ref = openjmp.predict(
+        own, ase.io.read(tmp_path / "cells.extxyz", ":"), stress=True, forces="gradient"
+    )
+    back = ase.io.read(out, ":")
+    np.testing.assert_allclose(back[1].get_stress(), ref.stress[1], rtol=1e-8, atol=1e-10)
+    assert ref.units["stress"] == "eV/Å^3"
+
+
+def test_overlapping_atoms_and_unseen_elements(model) -> None:  # noqa: ANN001
+    atoms = water()
+    atoms.positions[2] = atoms.positions[1]
+    with pytest.raises(openjmp.DataError, match="overlapping atoms: atoms 1 and 2"):
+        openjmp.predict(model, atoms, graph="ani1x", forces="gradient")
+    atoms.calc = openjmp.JMPCalculator(model, graph="ani1x", forces="gradient")
+    with pytest.raises(openjmp.DataError, match="overlapping atoms"):
+        atoms.get_forces()
+    known = physics_model()
+    known.set_head_info("t_energy", output=OutputTransform.energy(1.0), elements=(1, 8))
+    with pytest.warns(
+        UserWarning,
+        match="structure 1: element.* C never seen in training by head 't_energy' \\(trained on H, O\\)",
+    ):
+        openjmp.predict(known, [water(), molecule("CH4")], graph="ani1x", forces="gradient")
+    with pytest.raises(openjmp.DataError, match="record 0.*C never seen"):
+        openjmp.predict(
+            known, molecule("CH4"), graph="ani1x", forces="gradient", unknown_elements="error"
+        )
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "finetune", "validate"])
+def test_commands_refuse_an_output_they_cannot_write(
+    model, tmp_path: Path, capsys, command
+) -> None:  # noqa: ANN001
+    """An output path under a regular file cannot be created, for root too: every command
+    that writes says so before it starts (no OSError traceback after the work)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    ckpt = save_model(model, tmp_path / "model.pt")
+    ase.io.write(tmp_path / "in.extxyz", [water()])
+    dest = blocker / "out"
+    args = {
+        "predict": ["predict", str(ckpt), str(tmp_path / "in.extxyz"), "-o", str(dest / "o.npz")],
+        "evaluate": ["evaluate", str(ckpt), "--out", str(dest)],
+        "finetune": ["finetune", "user-energy-forces", "--set", f"data.train.path={tmp_path / 'in.extxyz'}",
+                     "--set", "model.checkpoint=null", "--out", str(dest)],
+        "validate": ["validate", str(ckpt), str(tmp_path / "in.extxyz"), "--out", str(dest)],
+    }[command]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "a_file is a file, not a directory" in err, err
+
+
+def test_pretraining_refuses_an_output_it_cannot_write(tmp_path: Path) -> None:
+    from openjmp.train.pretrain import run_pretrain
+
+    from helpers.tiny_data import tiny_config, write_tiny_data
+
+    write_tiny_data(tmp_path / "data")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(openjmp.DataError, match="a_file is a file, not a directory"):
+        run_pretrain(tiny_config(tmp_path / "data"), out_dir=tmp_path / "a_file" / "run")

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "finetune"))
-from ft_helpers import backbone_overrides, llrd_override, write_molecules  # noqa: E402
+from openjmp.cli.main import main
+from openjmp.config import load_config
+from openjmp.train.finetune.run import run_finetune
 
-from openjmp.cli.main import main  # noqa: E402
-from openjmp.config import load_config  # noqa: E402
-from openjmp.train.finetune import run_finetune  # noqa: E402
+from helpers.ft_helpers import backbone_overrides, llrd_override, write_molecules
 
 
 def overrides(data: Path) -> list[str]:

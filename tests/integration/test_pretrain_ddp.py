@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from tiny_data import write_tiny_data  # noqa: E402
+from helpers.tiny_data import write_tiny_data
 
 SCRIPT = textwrap.dedent(
     """
@@ -32,8 +31,7 @@ SCRIPT = textwrap.dedent(
     import lightning.pytorch as pl
     import torch
 
-    sys.path.insert(0, {train_dir!r})
-    from tiny_data import tiny_config
+    from helpers.tiny_data import tiny_config
 
     from openjmp.train import graph_dataset
     from openjmp.train.pretrain import run_pretrain
@@ -71,12 +69,13 @@ def test_two_cpu_ranks_disjoint_data_identical_weights(tmp_path: Path) -> None:
     script = tmp_path / "ddp_run.py"
     script.write_text(
         SCRIPT.format(
-            train_dir=str(Path(__file__).resolve().parents[1] / "train"),
             out=str(tmp_path),
             data=str(tmp_path / "data"),
         )
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    tests_dir = str(Path(__file__).resolve().parents[1])  # for helpers.tiny_data
+    path = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -18,21 +18,16 @@ validations and checkpoints):
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import lightning.pytorch as pl
 import pytest
 import torch
 
 import openjmp
+from openjmp.model.checkpoint import load_checkpoint, read_checkpoint
+from openjmp.tasks.param_groups import shared_parameter_factors
+from openjmp.train.pretrain import build_datamodule, build_task, run_pretrain
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from tiny_data import tiny_config, write_tiny_data  # noqa: E402
-
-from openjmp.model.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
-from openjmp.tasks.param_groups import shared_parameter_factors  # noqa: E402
-from openjmp.train.pretrain import build_datamodule, build_task, run_pretrain  # noqa: E402
+from helpers.tiny_data import tiny_config, write_tiny_data
 
 CLIP = 0.05
 
@@ -146,3 +141,61 @@ def test_histories_and_counts(run) -> None:
     assert [s for s, _ in result.train_history] == [1, 2, 3, 4, 5, 6]
     assert result.structures_seen == 6 * cfg.loader.batch_size
     assert result.steps == 6 and result.wall_time > 0
+
+
+def test_each_head_predicts_in_its_datasets_units(run) -> None:
+    """model.pt and last.ckpt: predict(head=<dataset>) with the head's own graph gives, per
+    dataset, Σ ref[Z] + mean + std · raw with that dataset's statistics (taken from the task
+    here, not from the saved transforms), closer to the labels (eV) than the raw outputs."""
+    import ase.io
+    import numpy as np
+
+    cfg, root, _, result = run
+    dm = build_datamodule(cfg, root / "run")
+    task = build_task(cfg, dm)
+    for path in (result.checkpoint, root / "run" / "checkpoints" / "last.ckpt"):
+        model = openjmp.load_model(path, dtype=torch.float64)
+        for name in ("slabs", "mols"):
+            frames = ase.io.read(root / "data" / f"{name}-val.xyz", index=":")
+            labels = np.array([a.get_potential_energy() for a in frames])
+            pred = openjmp.predict(model, frames, head=name)
+            raw = openjmp.predict(model, frames, head=name, units="raw")
+            assert pred.graph == cfg.datasets[0 if name == "slabs" else 1].graph.spec()
+            assert pred.units["energy"] == "eV" and raw.units["energy"] == "raw"
+            refs = task.references[name].references.numpy()
+            offset = np.array([refs[a.numbers].sum() for a in frames])
+            norm, fnorm = task.energy_norm[name], task.force_norm[name]
+            expected = offset + float(norm.mean) + float(norm.std) * raw.energies
+            np.testing.assert_allclose(pred.energies, expected, rtol=1e-12, atol=1e-9)
+            for f, r in zip(pred.forces, raw.forces):
+                np.testing.assert_allclose(f, float(fnorm.std) * r, rtol=1e-12, atol=1e-12)
+            # the unit is the labels': raw outputs are O(1) normalised numbers, predictions not
+            assert np.abs(pred.energies - labels).mean() < np.abs(raw.energies - labels).mean()
+        with pytest.raises(openjmp.ConfigError, match="2 energy heads"):
+            openjmp.predict(model, frames)
+
+
+def test_model_files_written_before_head_transforms_still_give_ev(run, tmp_path) -> None:
+    """model.pt without the per-head entries (as written before heads carried them): the
+    transforms come back from the statistics in its metadata."""
+    import ase.io
+    import numpy as np
+
+    from openjmp.model.outputs import INFO_KEYS
+
+    cfg, root, _, result = run
+    frames = ase.io.read(root / "data" / "slabs-val.xyz", index=":")
+    new = openjmp.predict(
+        openjmp.load_model(result.checkpoint, dtype=torch.float64), frames, head="slabs"
+    )
+    ck = read_checkpoint(result.checkpoint)
+    ck["heads"] = {
+        n: {k: v for k, v in s.items() if k not in INFO_KEYS} for n, s in ck["heads"].items()
+    }
+    torch.save(ck, tmp_path / "old.pt")
+    old_model = openjmp.load_model(tmp_path / "old.pt", dtype=torch.float64)
+    graph = cfg.datasets[0].graph.spec()  # old files did not say: give it
+    old = openjmp.predict(old_model, frames, head="slabs", graph=graph)
+    np.testing.assert_allclose(old.energies, new.energies, rtol=1e-12)
+    for a, b in zip(old.forces, new.forces):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -15,18 +15,16 @@ the raw weights and the exact state of step 5 (the EMA goes into ``model.pt`` on
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from tiny_data import tiny_config, write_tiny_data  # noqa: E402
+from openjmp.model.checkpoint import read_checkpoint
+from openjmp.train.pretrain import run_pretrain
 
-from openjmp.model.checkpoint import read_checkpoint  # noqa: E402
-from openjmp.train.pretrain import run_pretrain  # noqa: E402
+from helpers.tiny_data import tiny_config, write_tiny_data
 
 
 class Crash(Exception):

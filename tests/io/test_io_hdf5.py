@@ -13,7 +13,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+
+from helpers.writers import (
     HARTREE,
     emt_label,
     molecule_frames,
@@ -22,9 +26,6 @@ from writers import (
     write_spice,
     write_t1x,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,20 @@ labels, stress and info-key targets; ``detect_format`` picks each reader from th
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+from openjmp.io.json_stream import iter_json_array
+from openjmp.io.matbench import mbids
+
+from helpers.writers import (
     bulk_structures,
     emt_label,
     slab_frames,
@@ -26,11 +33,6 @@ from writers import (
     write_oc20_shard,
     write_qmof,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
-from openjmp.io.json_stream import iter_json_array
-from openjmp.io.matbench import mbids
 
 
 def test_matbench_structures_targets_ids(tmp_path) -> None:
@@ -175,9 +177,33 @@ def test_ase_files_labels_and_targets(tmp_path) -> None:
     recs = list(read_records(db))
     assert [r.index for r in recs] == [1, 2, 3] and recs[0].targets["u"] == 1.5
     bad = tmp_path / "bad.extxyz"
-    bad.write_text("3\nProperties=species:S:1:pos:R:3\nH 0 0\n")
+    bad.write_text("1\nProperties=species:S:1:pos:R:3\nH 0 0\n")
     with pytest.raises(DataError, match="bad.extxyz, record 0: ASE cannot read this structure"):
         list(read_records(bad))
+
+
+def test_xyz_atom_counts_must_match_the_atom_lines(tmp_path) -> None:
+    """The count line of every (ext)xyz frame is checked against the lines that follow: too few
+    lines, too many (read by ASE as a smaller molecule, then an error at the next frame), a huge
+    count (ASE loops over it for ever) and data after a blank line (ASE silently stops there).
+    The well-formed frames before the problem are still read (``data check`` lists them)."""
+    frame = "3\nProperties=species:S:1:pos:R:3\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n"
+    path = tmp_path / "w.extxyz"
+    cases = {
+        frame + frame.replace("3\n", "4\n", 1): "record 1: frame 1 says 4 atoms (line 6) but "
+        "the file ends after 3 atom lines",
+        frame.replace("3\n", "2\n", 1) + frame: "record 0: line 5: expected the atom count of "
+        "frame 1, got 'H -0.24 0.93 0' (frame 0 has more atom lines than its count?)",
+        frame + "99999999999999999999\n" + frame[2:]: "record 1: frame 1 says 99999999999999999999",
+        frame + "\n" + frame: "record 1: line 7: data after the blank line",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        recs = []
+        with pytest.raises(DataError, match=re.escape(message)):
+            for r in read_records(path):
+                recs.append(r)
+        assert len(recs) == (0 if "frame 0 has" in message else 1)
 
 
 def test_detect_format_refuses_ambiguous(tmp_path) -> None:

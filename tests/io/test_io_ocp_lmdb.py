@@ -14,7 +14,12 @@ import pickle
 
 import numpy as np
 import pytest
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+from openjmp.io.ocp_lmdb import OCPLmdb
+
+from helpers.writers import (
     dumps_pyg1,
     emt_label,
     ocp_fields,
@@ -23,10 +28,6 @@ from writers import (
     write_lmdb,
     write_ocp_dir,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
-from openjmp.io.ocp_lmdb import OCPLmdb
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_oc20_fields_round_trip(tmp_path, frames) -> None:
     assert detect_format(tmp_path / "train") == "ocp_lmdb"
     recs = list(read_records(tmp_path / "train"))
     assert len(recs) == 5
-    assert [r.index for r in recs] == [0, 1, 0, 1, 0]  # key within each chunk file
+    assert [r.index for r in recs] == [0, 1, 2, 3, 4]  # position over the directory's chunks
     assert [r.source.rsplit("/", 1)[1] for r in recs] == ["data.0000.lmdb"] * 2 + [
         "data.0001.lmdb"
     ] * 2 + ["data.0002.lmdb"]
@@ -112,21 +113,27 @@ def test_random_access_and_pickling(tmp_path, frames) -> None:
     assert db.fields(2)["fid"] == 2
 
 
+def _with_length(path, n: int):
+    """Add a ``length`` key saying ``n`` to an LMDB file."""
+    import lmdb
+
+    env = lmdb.open(str(path), subdir=False, map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        txn.put(b"length", pickle.dumps(n))
+    env.close()
+    return path
+
+
 def test_broken_files_name_file_record_and_problem(tmp_path, frames) -> None:
     good = dumps_pyg1(ocp_fields(frames[0]))
     f = write_lmdb(tmp_path / "a" / "data.0000.lmdb", [good, b"\x80\x04garbage"])
     with pytest.raises(DataError, match=r"data.0000.lmdb, record 1: cannot unpickle the entry"):
         list(read_records(f))
     # 'length' says 3 entries, only 2 exist
-    g = tmp_path / "b" / "data.0000.lmdb"
-    write_lmdb(g, [good, good], length_key=False)
-    import lmdb
-
-    env = lmdb.open(str(g), subdir=False, map_size=1 << 26)
-    with env.begin(write=True) as txn:
-        txn.put(b"length", pickle.dumps(3))
-    env.close()
-    with pytest.raises(DataError, match="record 2: key missing"):
+    g = _with_length(
+        write_lmdb(tmp_path / "b" / "data.0000.lmdb", [good, good], length_key=False), 3
+    )
+    with pytest.raises(DataError, match="record 2: key '2' missing"):
         list(read_records(g))
     bad = ocp_fields(frames[0])
     bad["natoms"] = 99
@@ -139,9 +146,12 @@ def test_broken_files_name_file_record_and_problem(tmp_path, frames) -> None:
     with pytest.raises(DataError, match=r"force has shape \(5, 3\), expected \(13, 3\)"):
         list(read_records(tmp_path / "d"))
     (tmp_path / "e.lmdb").write_bytes(b"not an lmdb at all" * 100)
-    with pytest.raises(DataError, match="e.lmdb: not a readable LMDB file"):
+    with pytest.raises(DataError, match="e.lmdb: not an LMDB file"):
         list(read_records(tmp_path / "e.lmdb"))
     (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: the directory is empty"):
+        read_records(tmp_path / "empty", "ocp_lmdb")
+    (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="no \\*.lmdb files"):
         read_records(tmp_path / "empty", "ocp_lmdb")
 
@@ -152,3 +162,49 @@ def test_on_error_collects_and_continues(tmp_path, frames) -> None:
     problems: list[DataError] = []
     recs = list(read_records(tmp_path, on_error=problems.append))
     assert len(recs) == 2 and len(problems) == 1 and problems[0].index == 1
+
+
+def test_counts_and_corruption_are_named(tmp_path, frames) -> None:
+    """Internal counts of an LMDB directory: indices are global over the chunks (errors name
+    the file, the global record and the file's own key); an entry past ``length`` (records
+    that would be silently dropped) and a truncated file (which would kill the process with
+    SIGBUS inside LMDB) are `DataError`s."""
+    good = dumps_pyg1(ocp_fields(frames[0]))
+    write_lmdb(tmp_path / "d" / "data.0000.lmdb", [good, good])
+    write_lmdb(tmp_path / "d" / "data.0001.lmdb", [good, b"junk"])
+    with pytest.raises(DataError, match=r"data.0001.lmdb, record 3: .* at key '1'"):
+        list(read_records(tmp_path / "d"))
+    f = _with_length(
+        write_lmdb(tmp_path / "x" / "data.0000.lmdb", [good, good, good], length_key=False), 2
+    )
+    with pytest.raises(DataError, match="'length' says 2 entries but key '2' exists too"):
+        list(read_records(f))
+    f = write_lmdb(tmp_path / "t" / "data.0000.lmdb", [good] * 8)
+    f.write_bytes(f.read_bytes()[: 3 * 4096])
+    with pytest.raises(DataError, match="data.0000.lmdb: LMDB file is truncated"):
+        list(read_records(f))
+    # a damaged node in a tree page (found by the fuzzer: LMDB's lookup crashed with SIGSEGV)
+    f = write_lmdb(tmp_path / "n" / "data.0000.lmdb", [good] * 3)
+    raw = bytearray(f.read_bytes())
+    root = int.from_bytes(raw[4096 + 128 : 4096 + 136], "little")  # meta page 1: main root
+    node = int.from_bytes(raw[root * 4096 + 18 : root * 4096 + 20], "little")  # second node
+    raw[root * 4096 + node + 2 : root * 4096 + node + 4] = (0x4000).to_bytes(2, "little")
+    f.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=rf"corrupt LMDB file: page {root}, node 1: \d+ bytes in"):
+        list(read_records(f))
+
+
+def test_dataset_from_flag_path_or_option(tmp_path, frames) -> None:
+    """OC22 entries written without the ``oc22`` flag are named from the path, with a warning;
+    ``dataset=`` decides when given."""
+    from openjmp.io.ocp_lmdb import DatasetGuessWarning
+
+    plain = [ocp_fields(a, naming="energy") for a in frames[:2]]
+    write_ocp_dir(tmp_path / "oc22" / "s2ef-total" / "train", plain)
+    with pytest.warns(DatasetGuessWarning, match="labelled 'oc22' from the path"):
+        recs = list(read_records(tmp_path / "oc22" / "s2ef-total" / "train"))
+    assert {r.dataset for r in recs} == {"oc22"}
+    recs = list(read_records(tmp_path / "oc22" / "s2ef-total" / "train", dataset="oc20"))
+    assert {r.dataset for r in recs} == {"oc20"}
+    write_ocp_dir(tmp_path / "mine" / "train", plain)
+    assert {r.dataset for r in read_records(tmp_path / "mine" / "train")} == {"oc20"}

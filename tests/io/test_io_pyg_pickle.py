@@ -19,9 +19,10 @@ import types
 import numpy as np
 import pytest
 import torch
-from writers import _Global, _Pickler, _Reduce, dumps_pyg1
 
-from openjmp.io.pyg_pickle import loads_pyg, safe_loads
+from openjmp.io.safe_pickle import loads_pyg, safe_loads
+
+from helpers.writers import _Global, _Pickler, _Reduce, dumps_pyg1
 
 
 @pytest.fixture

@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.build import molecule
-from writers import (
+
+from openjmp.errors import DataError
+from openjmp.io import detect_format, read_records
+from openjmp.io.md_npz import molecule_name
+from openjmp.io.qm9 import ATOMREF_HARTREE, TARGETS
+
+from helpers.writers import (
     KCAL,
     PYG_HARTREE,
     emt_label,
@@ -24,11 +30,6 @@ from writers import (
     write_rmd17,
     write_uncharacterized,
 )
-
-from openjmp.errors import DataError
-from openjmp.io import detect_format, read_records
-from openjmp.io.md_npz import molecule_name
-from openjmp.io.qm9 import ATOMREF_HARTREE, TARGETS
 
 
 def test_qm9_targets_units_and_order(tmp_path) -> None:
@@ -80,6 +81,32 @@ def test_qm9_directory_and_errors(tmp_path) -> None:
     broken.write_bytes(b"BZh9 this is not a tarball")
     with pytest.raises(DataError, match="not a readable tar archive|corrupt tar archive"):
         list(read_records(broken))
+
+
+def test_qm9_atom_count_must_match_the_coordinate_lines(tmp_path) -> None:
+    """An ``na`` lower than the coordinate lines used to read as a smaller molecule carrying
+    the whole one's properties; it is now an error naming the file and molecule, and
+    ``openjmp data check`` fails on it."""
+    from openjmp.cli.main import main
+
+    lines = qm9_text(4, molecule("CH4")).splitlines()
+    path = tmp_path / "dsgdb9nsd_000004.xyz"
+    path.write_text("\n".join(["3", *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"record 4: atom count on line 1 is 3 but 5 atom lines"):
+        list(read_records(path))
+    assert main(["data", "check", str(path)]) == 1
+    # one line too few after the atoms, a charge column missing, wrong frequency count
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(DataError, match="expected 3 lines after the 5 atom lines"):
+        list(read_records(path))
+    path.write_text("\n".join([*lines[:3], lines[3].rsplit("\t", 1)[0], *lines[4:]]))
+    with pytest.raises(DataError, match="atom line 4 is not 'element x y z q'"):
+        list(read_records(path))
+    path.write_text("\n".join([*lines[:7], "1.0\t2.0", *lines[8:]]))
+    with pytest.raises(DataError, match="line 8 holds 2 frequencies; 5 atoms have 0 or 9 or 10"):
+        list(read_records(path))
+    path.write_text("\n".join(lines) + "\n")
+    assert len(list(read_records(path))) == 1
 
 
 def test_rmd17_kcal_to_ev_and_sign(tmp_path) -> None:

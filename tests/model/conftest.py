@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
-from tiny_models import tiny_model
 
 from openjmp.model.jmp_model import JMPModel
+
+from helpers.tiny_models import tiny_model
 
 
 @pytest.fixture(scope="module")

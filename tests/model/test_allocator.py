@@ -4,10 +4,11 @@ memory there and costs small models time (module docstring)."""
 from __future__ import annotations
 
 import pytest
-from tiny_models import tiny_config
 
 from openjmp.model import allocator
 from openjmp.model.jmp_model import JMPModel
+
+from helpers.tiny_models import tiny_config
 
 
 def test_size_rule() -> None:

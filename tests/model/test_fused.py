@@ -17,12 +17,13 @@ import collections
 
 import pytest
 import torch
-from tiny_models import make_batch, tiny_model
 
 from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
 from openjmp.model.gemnet_oc.layers import ScaledSiLU
 from openjmp.model.gemnet_oc.segment import SegmentPlan
+
+from helpers.tiny_models import make_batch, tiny_model
 
 TASKS = ("oc20", "ani1x")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import make_batch, tiny_config, tiny_model
 from torch import nn
 
 from openjmp.errors import ConfigError, DataError
@@ -26,6 +25,8 @@ from openjmp.model.heads import (
 )
 from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
 from openjmp.model.keymap import authors_to_ours, ours_to_authors
+
+from helpers.tiny_models import make_batch, tiny_config, tiny_model
 
 
 def test_pooling() -> None:

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from openjmp.errors import CheckpointError
+from openjmp.io.safe_pickle import PickledObject, UnsafePickleError, restricted_pickle
 from openjmp.model.checkpoint import load_checkpoint
-from openjmp.model.safe_pickle import PickledObject, UnsafePickleError, restricted_pickle
 
 
 class Evil:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import ase.io
 import pytest
-from tiny_models import make_batch, tiny_model
 
 from openjmp.cli.main import main
 from openjmp.errors import ConfigError
@@ -22,6 +21,8 @@ from openjmp.model.scale_fit import (
     observe_ratios,
     save_scale_file,
 )
+
+from helpers.tiny_models import make_batch, tiny_model
 
 
 def test_fitted_factors_normalise_their_outputs(frames: dict) -> None:
@@ -46,7 +47,7 @@ def test_scale_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_fit_scales_command(tmp_path: Path, frames: dict) -> None:
-    from tiny_models import TINY
+    from helpers.tiny_models import TINY
 
     structures = tmp_path / "s.extxyz"
     ase.io.write(structures, [frames["molecule"], frames["molecule"]])

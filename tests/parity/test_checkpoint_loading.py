@@ -24,10 +24,10 @@ from openjmp.errors import CheckpointError
 from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
 from openjmp.graph.spec import graph_spec
+from openjmp.io.safe_pickle import safe_torch_load
 from openjmp.model.checkpoint import LICENCE_NOTICE, load_checkpoint, save_model
 from openjmp.model.jmp_model import JMPModel
 from openjmp.model.keymap import ours_to_authors
-from openjmp.model.safe_pickle import safe_torch_load
 from openjmp.records import AtomsRecord
 
 TASKS = ("oc20", "oc22", "ani1x", "transition1x")

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk, molecule
-from physics_models import FORCE_KINDS, cap_gap_and_margin, physics_model, run
 
 from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
 from openjmp.graph.spec import graph_spec
 from openjmp.records import AtomsRecord
+
+from helpers.physics_models import FORCE_KINDS, cap_gap_and_margin, physics_model, run
 
 REL = 1e-9
 

@@ -65,6 +65,9 @@ def _rec(**kw) -> AtomsRecord:
         (dict(positions=[[0, 0, 0], [0, 0, 0.01]]), "overlapping atoms: atoms 0 and 1"),
         (dict(pbc=[True, True, True], cell=np.zeros((3, 3))), "zero cell vector"),
         (dict(pbc=[True, True, False], cell=[[2, 0, 0], [4, 0, 0], [0, 0, 0]]), "singular"),
+        # past 1e18 Å the neighbour search's integer grid overflows and SIGFPE kills the process
+        (dict(positions=[[0, 0, 0], [0, 0, 1e30]]), "position coordinate 1e+30 Å is beyond"),
+        (dict(pbc=True, cell=np.eye(3) * 1e20), "cell coordinate 1e+20 Å is beyond"),
     ],
 )
 def test_validation_errors_name_source_record_and_problem(kwargs, needle) -> None:

@@ -18,9 +18,9 @@ import torch
 
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.tasks.optimizer import OptimizationSettings
 from openjmp.tasks.pretrain import (
     DatasetTask,
-    OptimizationSettings,
     PretrainTask,
 )
 
@@ -180,16 +180,13 @@ def test_optimizer_and_schedule() -> None:
 
 
 def _real_batch(dropped: bool):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tiny_data import slabs
 
     from openjmp.config.common import GraphConfig
     from openjmp.graph.collate import collate
     from openjmp.records import AtomsRecord
     from openjmp.train.graph_dataset import GraphDataset
+
+    from helpers.tiny_data import slabs
 
     recs = [AtomsRecord.from_ase(a) for a in slabs(2)]
     ds = GraphDataset(recs, GraphConfig(cutoff=4.0, max_neighbors=8, pbc=True), "A",

@@ -9,21 +9,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_data import molecules, slabs  # noqa: E402
+from openjmp.config.common import GraphConfig
+from openjmp.data.sampling import ExpansionPlan, TemperatureSampler
+from openjmp.records import AtomsRecord
+from openjmp.train.graph_dataset import ConcatGraphDataset, GraphDataset
+from openjmp.train.loader import KeyedBatchSampler, ResumableDataLoader
 
-from openjmp.config.common import GraphConfig  # noqa: E402
-from openjmp.data.sampling import ExpansionPlan, TemperatureSampler  # noqa: E402
-from openjmp.records import AtomsRecord  # noqa: E402
-from openjmp.train.graph_dataset import ConcatGraphDataset, GraphDataset  # noqa: E402
-from openjmp.train.loader import KeyedBatchSampler, ResumableDataLoader  # noqa: E402
+from helpers.tiny_data import molecules, slabs
 
 GRAPH = GraphConfig(cutoff=4.0, max_neighbors=8, pbc=True)
 MOL_GRAPH = GraphConfig(cutoff=4.0, max_neighbors=8, pbc=False, dummy_cell=True)

@@ -4,20 +4,18 @@ result is cached as JSON and read back; empty / constant data fail with a clear 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_data import molecules  # noqa: E402
+from openjmp.config.common import ForceNormalization, LinearReferences, Normalization
+from openjmp.data.cache_writer import write_store
+from openjmp.errors import ConfigError, DataError
+from openjmp.records import AtomsRecord
+from openjmp.train.normalization import resolve_normalization
 
-from openjmp.config.common import ForceNormalization, LinearReferences, Normalization  # noqa: E402
-from openjmp.data.cache import write_store  # noqa: E402
-from openjmp.errors import ConfigError, DataError  # noqa: E402
-from openjmp.records import AtomsRecord  # noqa: E402
-from openjmp.train.normalization import resolve_normalization  # noqa: E402
+from helpers.tiny_data import molecules
 
 
 @pytest.fixture

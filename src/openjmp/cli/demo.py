@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from openjmp.cli.args import positive_float, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,12 +15,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("openjmp-demo"), help="output directory")
     p.add_argument(
-        "--scale", type=float, default=1.0, help="corpus size and budget (0.05: a ~2 min smoke run)"
+        "--scale",
+        type=positive_float,
+        default=1.0,
+        help="corpus size and budget (0.05: a ~2 min smoke run)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the corpus and pre-training")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch intra-op threads (default: torch's choice, one per core); use 1 when another "
         "process keeps a core busy: two busy threads on one core slow each step about tenfold",

@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from openjmp.cli.args import positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,13 +27,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--config", type=Path, help="backbone config JSON (authors' key names)")
     src.add_argument("--checkpoint", type=Path, help="start from this checkpoint's model")
     p.add_argument("--graph", default="oc20", help="graph setting of the structures")
-    p.add_argument("--batch-size", type=int, default=8, help="structures per batch")
-    p.add_argument("--num-batches", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="structures per batch")
+    p.add_argument("--num-batches", type=positive_int, default=16)
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of a fresh model")
     p.add_argument(
-        "--fitted", choices=["replace", "ignore", "error"], default="replace",
+        "--fitted",
+        choices=["replace", "ignore", "error"],
+        default="replace",
         help="what to do with factors that already have values",
-    )  # fmt: skip
+    )
     p.set_defaults(func=run)
 
 

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "finetune": "finetune",
     "evaluate": "evaluate",
     "predict": "predict",
+    "validate": "validate",
     "fit-scales": "fit_scales",
 }
 

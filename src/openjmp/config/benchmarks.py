@@ -11,10 +11,8 @@ placeholders under ``data/``: point them at your copies with ``--set data.train.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from openjmp.config.finetune import FinetuneConfig
+from collections.abc import Sequence
+from typing import Any
 
 # --- QM9: (mean, std) after atom references; Appendix B (eps_HOMO per errata 8) ---------------
 QM9_NORMALIZATION: dict[str, tuple[float, float]] = {
@@ -82,30 +80,71 @@ MATBENCH_TASKS: dict[str, tuple[str, int, bool, str]] = {
     "mp_is_metal": ("is_metal", 3, False, "sum"),  # in the authors' code, not in the paper tables
 }
 MATBENCH_STATS: dict[str, list[tuple[float, float]]] = {
-    "jdft2d": [(110.63706001904778, 132.02502987887982), (100.05996525195053, 114.26362221432791), (101.59535193788061, 112.45760038504558), (99.43551549230911, 109.9220303290942), (95.50851385805468, 76.27587565670332)],
-    "phonons": [(602.9007780432183, 471.03858838413055), (613.7996473907606, 486.75099875453213), (619.3868976573087, 495.2975486965762), (609.7402387661577, 462.3438660855412), (595.4547502676089, 476.8567310885976)],
-    "dielectric": [(2.417849270334958, 2.208662738016193), (2.3716402963883074, 2.1271523121706912), (2.354418196731436, 1.5712251872961516), (2.392308273978868, 2.0724149898647544), (2.3891527750974495, 2.011348533899877)],
-    "log_gvrh": [(1.5557434474198688, 0.37307197984408746), (1.5584101768747889, 0.36743473539736493), (1.55746252819908, 0.36800038945046654), (1.5543022349873286, 0.3684552493569905), (1.5595705795473838, 0.37039750391284176)],
-    "log_kvrh": [(1.880001033036957, 0.36820395518377785), (1.883820392919235, 0.3679308395031994), (1.883778380784775, 0.3724392829717956), (1.8828457515367547, 0.3731179944882516), (1.8862681006404232, 0.3671596024523317)],
-    "perovskites": [(1.4726657310327749, 0.7384309800882398), (1.4690728968876414, 0.736635027626099), (1.4702980269132337, 0.7456716470700677), (1.46773815420175, 0.7431740904365189), (1.478002311375268, 0.7435117654840315)],
-    "mp_gap": [(1.236432240252091, 1.6096424425437108), (1.2345678083402052, 1.6044708412420103), (1.2352391374131229, 1.6058092380465256), (1.230066812934386, 1.6003749533498033), (1.2350543114618917, 1.6035590734723943)],
-    "mp_e_form": [(-1.4371594843879998, 1.1577096884761835), (-1.4372781184639032, 1.1576872656463288), (-1.4353308741245294, 1.1568986659292604), (-1.4337824626302396, 1.1570679204976484), (-1.437067044514929, 1.1567267481888575)],
-}  # fmt: skip
+    "jdft2d": [
+        (110.63706001904778, 132.02502987887982),
+        (100.05996525195053, 114.26362221432791),
+        (101.59535193788061, 112.45760038504558),
+        (99.43551549230911, 109.9220303290942),
+        (95.50851385805468, 76.27587565670332),
+    ],
+    "phonons": [
+        (602.9007780432183, 471.03858838413055),
+        (613.7996473907606, 486.75099875453213),
+        (619.3868976573087, 495.2975486965762),
+        (609.7402387661577, 462.3438660855412),
+        (595.4547502676089, 476.8567310885976),
+    ],
+    "dielectric": [
+        (2.417849270334958, 2.208662738016193),
+        (2.3716402963883074, 2.1271523121706912),
+        (2.354418196731436, 1.5712251872961516),
+        (2.392308273978868, 2.0724149898647544),
+        (2.3891527750974495, 2.011348533899877),
+    ],
+    "log_gvrh": [
+        (1.5557434474198688, 0.37307197984408746),
+        (1.5584101768747889, 0.36743473539736493),
+        (1.55746252819908, 0.36800038945046654),
+        (1.5543022349873286, 0.3684552493569905),
+        (1.5595705795473838, 0.37039750391284176),
+    ],
+    "log_kvrh": [
+        (1.880001033036957, 0.36820395518377785),
+        (1.883820392919235, 0.3679308395031994),
+        (1.883778380784775, 0.3724392829717956),
+        (1.8828457515367547, 0.3731179944882516),
+        (1.8862681006404232, 0.3671596024523317),
+    ],
+    "perovskites": [
+        (1.4726657310327749, 0.7384309800882398),
+        (1.4690728968876414, 0.736635027626099),
+        (1.4702980269132337, 0.7456716470700677),
+        (1.46773815420175, 0.7431740904365189),
+        (1.478002311375268, 0.7435117654840315),
+    ],
+    "mp_gap": [
+        (1.236432240252091, 1.6096424425437108),
+        (1.2345678083402052, 1.6044708412420103),
+        (1.2352391374131229, 1.6058092380465256),
+        (1.230066812934386, 1.6003749533498033),
+        (1.2350543114618917, 1.6035590734723943),
+    ],
+    "mp_e_form": [
+        (-1.4371594843879998, 1.1577096884761835),
+        (-1.4372781184639032, 1.1576872656463288),
+        (-1.4353308741245294, 1.1568986659292604),
+        (-1.4337824626302396, 1.1570679204976484),
+        (-1.437067044514929, 1.1567267481888575),
+    ],
+}
 MATBENCH_IS_METAL_WEIGHTS = [1.0, 1.34219693]
 
 QMOF_NORMALIZATION = (2.1866251527, 1.175752521125648)
 
 
-def _graph(
-    cutoff: float, k: int, pbc: bool, dummy_cell: bool = False, caps: bool = False
-) -> dict[str, Any]:
-    return {
-        "cutoff": cutoff,
-        "max_neighbors": k,
-        "pbc": pbc,
-        "dummy_cell": dummy_cell,
-        "atom_count_caps": caps,
-    }
+def _graph(setting: str) -> dict[str, Any]:
+    """The dataset's graph: the authors' setting in `openjmp.graph.spec.GRAPH_SETTINGS`."""
+    return {"setting": setting}
 
 
 def _forces_part(
@@ -137,7 +176,7 @@ def _qm9(target: str) -> dict[str, Any]:
             "format": "qm9",
             "train": {"path": "data/qm9/dsgdb9nsd.xyz.tar.bz2"},
             "split": {"counts": [None, 10_000, 10_000], "seed": 42},
-            "graph": _graph(8.0, 30, False),
+            "graph": _graph("qm9"),
         },
         "heads": [head],
         "monitor": {"metric": f"{target}_mae", "mode": "min"},
@@ -159,7 +198,7 @@ def _rmd17(molecule: str) -> dict[str, Any]:
         "md_npz",
         f"data/rmd17/npz_data/rmd17_{molecule}.npz",
         {"counts": [950, 50, None], "seed": 42},
-        _graph(7.0, 100, False),
+        _graph("rmd17"),
         head,
     )
     part.update(
@@ -187,7 +226,7 @@ def _md22(molecule: str) -> dict[str, Any]:
         "md_npz",
         f"data/md22/md22_{molecule}.npz",
         {"counts": [train_size - val, val, None], "seed": 42},
-        _graph(12.0, 30, False, dummy_cell=True),
+        _graph("md22"),
         head,
     )
     part.update(
@@ -210,7 +249,7 @@ def _spice(subset: str) -> dict[str, Any]:
         "spice",
         f"data/spice/{subset}.h5",
         {"fractions": [0.8, None, 0.1], "seed": 42},
-        _graph(12.0, 30, False, dummy_cell=True),
+        _graph("spice"),
         head,
     )
     part.update(name=f"spice-{subset}", loader={"batch_size": 2}, precision="16-mixed")
@@ -247,7 +286,7 @@ def _matbench(task: str, fold: int) -> dict[str, Any]:
             "train": {"path": f"data/matbench/matbench_{task}.json.gz"},
             "fold": fold,
             "split": {"fractions": [0.9, None, 0.0], "seed": 42},
-            "graph": _graph(12.0, 30, True, caps=True),
+            "graph": _graph("matbench"),
         },
         "heads": [head],
         "monitor": monitor,
@@ -264,7 +303,7 @@ def _qmof() -> dict[str, Any]:
             "format": "qmof",
             "train": {"path": "data/qmof/qmof_database"},
             "split": {"fractions": [0.8, None, 0.1], "seed": 42},
-            "graph": _graph(19.0, 30, True, caps=True),
+            "graph": _graph("qmof"),
         },
         # pooling: mean as config/all-jmp-l-configs.py (errata 7; configs/finetune/qmof.py says sum)
         "heads": [
@@ -275,7 +314,7 @@ def _qmof() -> dict[str, Any]:
                 "pooling": "mean",
                 "normalization": {"mean": mean, "std": std},
             }
-        ],  # fmt: skip
+        ],
         "monitor": {"metric": "y_mae", "mode": "min"},
         "loader": {"batch_size": 4},
         "precision": "16-mixed",
@@ -301,13 +340,13 @@ def benchmark_parts() -> dict[str, dict[str, Any]]:
     return parts
 
 
-def check_matbench_fold(config: FinetuneConfig) -> None:
-    """Raise if a MatBench run normalises with another fold's statistics (e.g. after
-    ``--set data.fold=3`` on a fold-0 preset): each fold has its own (mean, std)."""
-    data = config.data
-    if data.format != "matbench" or data.fold is None:
+def check_matbench_fold(fmt: str, fold: int | None, heads: Sequence[Any]) -> None:
+    """Raise if a MatBench run (data format ``fmt``, ``fold``) normalises ``heads`` (head
+    configs) with another fold's statistics (e.g. after ``--set data.fold=3`` on a fold-0
+    preset): each fold has its own (mean, std)."""
+    if fmt != "matbench" or fold is None:
         return
-    for head in config.heads:
+    for head in heads:
         norm = getattr(head, "normalization", None)
         if norm is None or norm.mean is None:
             continue
@@ -315,9 +354,9 @@ def check_matbench_fold(config: FinetuneConfig) -> None:
             if MATBENCH_TASKS[task][0] != getattr(head, "target", None):
                 continue
             folds = [k for k, (m, s) in enumerate(stats) if (m, s) == (norm.mean, norm.std)]
-            if folds and data.fold not in folds:
+            if folds and fold not in folds:
                 raise ValueError(
-                    f"data.fold is {data.fold} but the normalisation is MatBench {task} fold "
-                    f"{folds[0]}'s; use preset matbench-{task}-fold{data.fold} or set the "
+                    f"data.fold is {fold} but the normalisation is MatBench {task} fold "
+                    f"{folds[0]}'s; use preset matbench-{task}-fold{fold} or set the "
                     f"normalisation explicitly"
                 )

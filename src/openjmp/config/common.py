@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from openjmp.graph.spec import GRAPH_SETTINGS, GraphSpec, max_neighbors_from_base
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -82,6 +84,12 @@ class ModelConfig(Strict):
     checkpoint: Path | None = None
     """Starting weights: a JMP-S/L pre-training checkpoint (jmp-s.pt, jmp-l.pt) or an openjmp
     checkpoint. None: random initialisation (pre-training, or the from-scratch baseline)."""
+    architecture: Literal["preset", "checkpoint"] = "preset"
+    """Where the backbone's architecture comes from when ``checkpoint`` is set: "preset"
+    (``backbone``, checked against the checkpoint: the paper's benchmark presets) or
+    "checkpoint" (the checkpoint's own; fields set in ``backbone`` must agree with it, and
+    layer-wise LR multipliers are resampled to its depth; the ``user-*`` presets). Without a
+    checkpoint both mean ``backbone``."""
     ema_weights: bool = True
     """Take the EMA weights stored in the checkpoint (the authors fine-tune from them)."""
     scale_file: str | None = None
@@ -97,7 +105,12 @@ class ModelConfig(Strict):
 
 
 class GraphConfig(Strict):
-    """How the four GemNet-OC graphs are built for a dataset (see openjmp.graph.spec)."""
+    """How the four GemNet-OC graphs are built for a dataset (see openjmp.graph.spec).
+
+    ``setting: <dataset>`` (oc20, ani1x, rmd17, matbench, ... `GRAPH_SETTINGS`) starts from
+    the authors' graph for that dataset; keys given beside it override it. The setting name is
+    not kept: the config holds (and a run's config.yaml saves) the fields it gave.
+    """
 
     cutoff: PositiveFloat = 12.0
     """Å, radius of all four graphs."""
@@ -110,6 +123,22 @@ class GraphConfig(Strict):
     atom_count_caps: bool = False
     """MatBench/QMOF rule: k = 10 above 200 atoms, k = 5 above 300 atoms."""
     qint_tags: list[int] = [1, 2]
+    max_edges: PositiveInt | None = None
+    """Refuse a structure whose graph would have more neighbour pairs than this (estimated
+    before building it); null: $OPENJMP_MAX_EDGES, else 3 million (openjmp.graph.size)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_setting(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "setting" not in data:
+            return data
+        fields = dict(data)
+        name = fields.pop("setting")
+        if name not in GRAPH_SETTINGS:
+            raise ValueError(
+                f"unknown graph setting {name!r}; known: {', '.join(sorted(GRAPH_SETTINGS))}"
+            )
+        return {**graph_fields(GRAPH_SETTINGS[name]), **fields}
 
     @model_validator(mode="after")
     def _dummy_cell_only_without_pbc(self) -> GraphConfig:
@@ -117,22 +146,35 @@ class GraphConfig(Strict):
             raise ValueError("dummy_cell is only for non-periodic graphs (pbc: false)")
         return self
 
-    def spec(self, natoms: int | None = None) -> Any:
-        """The `openjmp.graph.spec.GraphSpec` for a structure of ``natoms`` atoms."""
-        from openjmp.graph.spec import GraphSpec, atom_count_base, max_neighbors_from_base
-
-        k = (
-            atom_count_base(natoms)
-            if self.atom_count_caps and natoms is not None
-            else self.max_neighbors
-        )
-        return GraphSpec(
+    def spec(self, natoms: int | None = None) -> GraphSpec:
+        """The `openjmp.graph.spec.GraphSpec` of this setting; for a structure of ``natoms``
+        atoms when given (the atom-count caps applied)."""
+        spec = GraphSpec(
             cutoff=self.cutoff,
-            max_neighbors=max_neighbors_from_base(min(k, self.max_neighbors)),
+            max_neighbors=max_neighbors_from_base(self.max_neighbors),
             pbc=self.pbc,
             dummy_cell=self.dummy_cell,
             qint_tags=tuple(self.qint_tags),
+            atom_count_caps=self.atom_count_caps,
+            max_edges=self.max_edges,
         )
+        return spec if natoms is None else spec.for_natoms(natoms)
+
+
+def graph_fields(spec: GraphSpec) -> dict[str, Any]:
+    """The `GraphConfig` fields of a `GraphSpec` built from a base k (every `GRAPH_SETTINGS`
+    entry is)."""
+    k = spec.max_neighbors[0]
+    if max_neighbors_from_base(k) != spec.max_neighbors:
+        raise ValueError(f"caps {spec.max_neighbors} do not follow from one base k")
+    return {
+        "cutoff": spec.cutoff,
+        "max_neighbors": k,
+        "pbc": spec.pbc,
+        "dummy_cell": spec.dummy_cell,
+        "atom_count_caps": spec.atom_count_caps,
+        "qint_tags": list(spec.qint_tags),
+    }
 
 
 class SourceConfig(Strict):

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from openjmp.config.benchmarks import check_matbench_fold
 from openjmp.config.common import (
     ClippingConfig,
     EarlyStoppingConfig,
@@ -34,6 +35,7 @@ from openjmp.config.common import (
     check_format,
     check_reader,
 )
+from openjmp.model.parameter_sets import check_llrd_multipliers
 
 ForceKind = Literal["gradient", "direct"]
 """gradient: F = −∂E/∂r (conservative; graph built inside forward); direct: an edge head."""
@@ -205,6 +207,14 @@ class FinetuneConfig(Strict):
 
     kind: Literal["finetune"] = "finetune"
     name: str = "finetune"
+    adaptation: Literal["full", "ridge", "mlp"] = "full"
+    """How the pre-trained model adapts: ``full`` trains everything end to end (the JMP recipe;
+    ``freeze`` can hold parts fixed); ``ridge`` / ``mlp`` keep the backbone frozen and fit a
+    ridge regression / small MLP on its pooled features, in seconds (tiny datasets)."""
+    residual_references: str | None = None
+    """Start the energy (or scalar) head from this head of ``model.checkpoint`` (a pre-training
+    dataset name or a fine-tuned head name) and fit the per-element references to its residual
+    (label − pre-trained prediction); ``adaptation: full`` only."""
     model: ModelConfig = ModelConfig()
     data: FinetuneData
     heads: list[Head] = Field(min_length=1)
@@ -227,12 +237,14 @@ class FinetuneConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> FinetuneConfig:
-        from openjmp.config.benchmarks import check_matbench_fold
-        from openjmp.tasks.param_groups import check_llrd_multipliers
-
-        if self.llrd is not None:
+        depth_from_checkpoint = (
+            self.model.architecture == "checkpoint" and self.model.checkpoint is not None
+        )
+        if self.residual_references is not None and self.adaptation != "full":
+            raise ValueError("residual_references needs adaptation: full")
+        if self.llrd is not None and not depth_from_checkpoint:  # else: at resolution
             check_llrd_multipliers(self.llrd, self.model.backbone.resolved_num_blocks)
-        check_matbench_fold(self)
+        check_matbench_fold(self.data.format, self.data.fold, self.heads)
         return self
 
     @property

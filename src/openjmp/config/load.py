@@ -6,6 +6,8 @@
 A file may start from a preset with ``extends: <preset name>`` (mappings merge, other values
 replace). Override keys are dotted field paths (list entries by number: ``heads.0.pooling``);
 values are YAML scalars or flow collections (``1e-4``, ``true``, ``null``, ``[0.9, 0.95]``).
+An override of ``trainer.max_steps`` also sets ``schedule.max_steps`` (and the other way
+round) when the schedule counts steps and the overrides do not set both.
 YAML is read with YAML 1.2 scalars (``1e-4`` is a float, ``no`` is a string) and duplicate
 keys are an error. Every failure is a `ConfigError` naming the file (or preset) and the field
 path, and the ``--set`` that caused it.
@@ -18,7 +20,7 @@ import re
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, overload
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -26,76 +28,13 @@ from pydantic import BaseModel, ValidationError
 from openjmp.config.finetune import FinetuneConfig
 from openjmp.config.presets import Kind, deep_merge, preset_data
 from openjmp.config.pretrain import PretrainConfig
+from openjmp.config.yaml_text import parse_yaml_value, read_yaml_text
 from openjmp.errors import ConfigError
 
-CONFIG_CLASSES: dict[str, type[BaseModel]] = {
+CONFIG_CLASSES: dict[str, type[PretrainConfig] | type[FinetuneConfig]] = {
     "pretrain": PretrainConfig,
     "finetune": FinetuneConfig,
 }
-
-_BOOL, _INT, _FLOAT = ("tag:yaml.org,2002:" + t for t in ("bool", "int", "float"))
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema scalars and no duplicate keys."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-_Loader.add_implicit_resolver(
-    _FLOAT,
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-_Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node), 10))
-
-
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
-def parse_yaml_value(text: str) -> Any:
-    """A YAML scalar or flow collection as the config reader reads it."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-
-
-def read_yaml_text(text: str, label: str) -> dict[str, Any]:
-    """Parse a config document; ConfigError naming ``label`` and the line on failure."""
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{label}{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{label}: the top level must be a mapping of keys, got {type(data).__name__}"
-        )
-    return data
-
 
 # ---------------------------------------------------------------------------------- overrides
 
@@ -258,6 +197,18 @@ def _explain(
 # -------------------------------------------------------------------------------------- loading
 
 
+@overload
+def load_config(
+    source: str | Path, kind: Literal["pretrain"], overrides: Sequence[str] = ()
+) -> PretrainConfig: ...
+@overload
+def load_config(
+    source: str | Path, kind: Literal["finetune"], overrides: Sequence[str] = ()
+) -> FinetuneConfig: ...
+@overload
+def load_config(
+    source: str | Path, kind: Kind | None = None, overrides: Sequence[str] = ()
+) -> PretrainConfig | FinetuneConfig: ...
 def load_config(
     source: str | Path, kind: Kind | None = None, overrides: Sequence[str] = ()
 ) -> PretrainConfig | FinetuneConfig:
@@ -297,21 +248,52 @@ def load_config(
     parsed = [(parse_override(text), text) for text in overrides]
     for (key, value), text in parsed:
         apply_override(data, key, value, text)
+    blame = [(key, text) for (key, _), text in parsed]
+    blame += _follow_max_steps(data, [key for (key, _), _ in parsed], blame)
     cls = CONFIG_CLASSES[kind]
     try:
-        return cls.model_validate(data)  # type: ignore[return-value]
+        return cls.model_validate(data)
     except ValidationError as exc:
-        raise _explain(exc, cls, data, label, [(key, text) for (key, _), text in parsed]) from None
+        raise _explain(exc, cls, data, label, blame) from None
+
+
+_STEPS = {
+    ("trainer", "max_steps"): ("schedule", "max_steps"),
+    ("schedule", "max_steps"): ("trainer", "max_steps"),
+}
+
+
+def _follow_max_steps(
+    data: dict[str, Any], set_keys: list[Path_], blame: list[tuple[Path_, str]]
+) -> list[tuple[Path_, str]]:
+    """When an override sets ``trainer.max_steps`` or ``schedule.max_steps`` and not the other,
+    the other follows it if the schedule counts steps (a preset's 600-step schedule would
+    otherwise go on under a 100-step run, its learning rate never decaying). Returns the
+    derived keys with the override to name in errors."""
+    derived: list[tuple[Path_, str]] = []
+    for src, dst in _STEPS.items():
+        if src not in set_keys or dst in set_keys or ("schedule", "max_epochs") in set_keys:
+            continue
+        schedule, trainer = data.get("schedule"), data.get("trainer")
+        if not isinstance(schedule, dict) or not isinstance(trainer, dict):
+            continue
+        if schedule.get("max_steps") is None:  # the schedule counts epochs: nothing to follow
+            continue
+        value = (trainer if src[0] == "trainer" else schedule)[src[1]]
+        (schedule if dst[0] == "schedule" else trainer)[dst[1]] = value
+        text = next(t for k, t in blame if k == src)
+        derived.append((dst, f"{text} ({'.'.join(dst)} follows it)"))
+    return derived
 
 
 def load_pretrain_config(source: str | Path, overrides: Sequence[str] = ()) -> PretrainConfig:
     """`load_config` for ``openjmp pretrain``."""
-    return load_config(source, "pretrain", overrides)  # type: ignore[return-value]
+    return load_config(source, "pretrain", overrides)
 
 
 def load_finetune_config(source: str | Path, overrides: Sequence[str] = ()) -> FinetuneConfig:
     """`load_config` for ``openjmp finetune``."""
-    return load_config(source, "finetune", overrides)  # type: ignore[return-value]
+    return load_config(source, "finetune", overrides)
 
 
 def dump_config(config: BaseModel) -> str:

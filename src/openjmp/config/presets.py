@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from openjmp.config.benchmarks import benchmark_parts
+from openjmp.config.yaml_text import read_yaml_text
 from openjmp.errors import ConfigError
 
 Kind = Literal["pretrain", "finetune"]
@@ -71,8 +72,6 @@ def _unknown(kind: Kind, name: str) -> ConfigError:
 @functools.cache
 def _packaged_yaml(kind: Kind, file_name: str) -> dict[str, Any]:
     """A packaged preset file, parsed once (callers get copies)."""
-    from openjmp.config.load import read_yaml_text
-
     entry = resources.files("openjmp.config").joinpath("presets", kind, file_name)
     return read_yaml_text(entry.read_text(), f"{kind} preset file {file_name}")
 

@@ -9,6 +9,7 @@ presets ``jmp-s``, ``jmp-l`` and ``demo`` live in presets/pretrain/.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -109,6 +110,10 @@ class PretrainConfig(Strict):
 
     kind: Literal["pretrain"] = "pretrain"
     name: str = "pretrain"
+    data_root: Path | None = None
+    """Directory the relative ``datasets.*.train/val.path`` are read from (the demo preset:
+    ``demo-corpus``); null: the working directory. ``--set data_root=DIR`` points a preset at
+    another copy of its corpus."""
     model: ModelConfig = ModelConfig()
     datasets: list[PretrainDataset] = Field(min_length=1)
     sampling: SamplingConfig = SamplingConfig()
@@ -136,3 +141,20 @@ class PretrainConfig(Strict):
                 f"sampling.ratios names {sorted(self.sampling.ratios)} must be the datasets {names}"
             )
         return self
+
+    def source_path(self, path: Path) -> Path:
+        """``path`` as the run reads it: relative paths are taken from ``data_root``."""
+        path = Path(path).expanduser()
+        if self.data_root is None or path.is_absolute():
+            return path
+        return Path(self.data_root).expanduser() / path
+
+    def resolved_datasets(self) -> list[PretrainDataset]:
+        """``datasets`` with every source path resolved against ``data_root``."""
+        out = []
+        for d in self.datasets:
+            update = {"train": d.train.model_copy(update={"path": self.source_path(d.train.path)})}
+            if d.val is not None:
+                update["val"] = d.val.model_copy(update={"path": self.source_path(d.val.path)})
+            out.append(d.model_copy(update=update))
+        return out

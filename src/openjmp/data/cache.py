@@ -147,9 +147,22 @@ class RecordStore:
     def _columns(self) -> dict[str, Any]:
         """Every column this process needs for ``__getitem__``, opened once per process."""
         if self._pid != os.getpid() or "_all" not in self._maps:
-            names = ["offsets", "atomic_numbers", "positions", "cell", "pbc", "tags", "fixed",
-                     "energy", "has_energy", "source_id", "dataset_id", "index_kind",
-                     "index_offsets", "index_blob"]  # fmt: skip
+            names = [
+                "offsets",
+                "atomic_numbers",
+                "positions",
+                "cell",
+                "pbc",
+                "tags",
+                "fixed",
+                "energy",
+                "has_energy",
+                "source_id",
+                "dataset_id",
+                "index_kind",
+                "index_offsets",
+                "index_blob",
+            ]
             cols: dict[str, Any] = {n: self.column(n) for n in names}
             for opt, has in (("forces", "has_forces"), ("stress", "has_stress")):
                 cols[opt] = (self.column(opt), self.column(has)) if self.has_column(opt) else None
@@ -207,13 +220,3 @@ class RecordStore:
 
     def __repr__(self) -> str:
         return f"RecordStore({str(self.path)!r}, n={len(self)})"
-
-
-def __getattr__(name: str) -> Any:
-    """``StoreWriter``, ``write_store`` and ``atomic_write_bytes`` live in
-    :mod:`openjmp.data.cache_writer`; they are importable from here too (lazily, no cycle)."""
-    if name in ("StoreWriter", "write_store", "atomic_write_bytes"):
-        from openjmp.data import cache_writer
-
-        return getattr(cache_writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,8 @@
 `StoreWriter` appends each record's arrays to buffered column files inside a hidden temporary
 directory next to the destination and renames the directory into place (`os.replace`) only
 when everything, splits and statistics included, is written. A killed conversion leaves no
-cache under the destination name; a failed one removes its temporary directory.
+cache under the destination name; a failed one removes its temporary directory, and the next
+writer of the same destination removes those of killed processes (`clean_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -28,26 +28,17 @@ from openjmp.data.cache import (
     RecordStore,
 )
 from openjmp.errors import DataError
+from openjmp.io.paths import (
+    atomic_write_bytes,
+    check_writable_dir,
+    clean_stale_temporaries,
+    temporary_path,
+)
 from openjmp.records import AtomsRecord
 
-__all__ = ["StoreWriter", "atomic_write_bytes", "write_store"]
+__all__ = ["StoreWriter", "write_store"]
 
 _FLUSH_EVERY = 4096
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + `os.replace`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class _Column:
@@ -109,10 +100,10 @@ class StoreWriter:
         if self.dest.exists() and not overwrite:
             raise DataError(self.dest, None, "destination exists (pass overwrite to replace it)")
         self.overwrite = overwrite
+        check_writable_dir(self.dest.parent, "directory of the cache")
         self.dest.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.dest.with_name(
-            f".{self.dest.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
+        clean_stale_temporaries(self.dest)  # left by a killed conversion
+        self.tmp = temporary_path(self.dest)
         self.tmp.mkdir()
         f = precision
         c = lambda name, dtype, tail=(): _Column(self.tmp, name, dtype, tail)  # noqa: E731
@@ -277,7 +268,7 @@ class StoreWriter:
                 raise DataError(
                     self.dest, None, "destination appeared while converting; not replaced"
                 )
-            old = self.dest.with_name(f".{self.dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            old = temporary_path(self.dest, "old")
             os.replace(self.dest, old)
         try:
             os.replace(self.tmp, self.dest)
@@ -294,8 +285,13 @@ class StoreWriter:
 
     def abort(self) -> None:
         """Close files and delete the temporary directory."""
-        for col in [*self.atom_cols.values(), *self.rec_cols.values(), *self.optional.values(),
-                    self.offsets, self.index_offsets]:  # fmt: skip
+        for col in [
+            *self.atom_cols.values(),
+            *self.rec_cols.values(),
+            *self.optional.values(),
+            self.offsets,
+            self.index_offsets,
+        ]:
             if not col.fh.closed:
                 col.fh.close()
         for col, has in self.targets.values():

@@ -32,13 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from openjmp.data.cache_writer import atomic_write_bytes
 from openjmp.errors import DataError
+from openjmp.io.paths import atomic_write_bytes
 
 __all__ = [
     "MD22_TRAIN_SIZES",
     "Splits",
     "ani1x_split",
+    "fixed_parts",
     "fraction_split",
     "group_split",
     "kfold_ids",
@@ -195,12 +196,18 @@ def kfold_ids(
     from sklearn.model_selection import KFold, StratifiedKFold
 
     ids = list(ids)
+    if len(ids) < 5:
+        raise DataError(
+            None, None, f"MatBench's 5 folds need at least 5 records, the data has {len(ids)}"
+        )
     if labels is not None and np.asarray(labels).dtype == np.bool_:
         gen = StratifiedKFold(5, shuffle=True, random_state=seed).split(ids, labels)
     else:
         gen = KFold(5, shuffle=True, random_state=seed).split(ids)
-    return {f"fold_{k}": {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
-            for k, (tr, te) in enumerate(gen)}  # fmt: skip
+    return {
+        f"fold_{k}": {"train": [ids[i] for i in tr], "test": [ids[i] for i in te]}
+        for k, (tr, te) in enumerate(gen)
+    }
 
 
 def matbench_split(
@@ -280,6 +287,19 @@ def make_splits(
             **matbench_split(ids, _matbench_folds(dataset, ids, source, labels, options), seed=seed)
         }
     return {"default": fraction_split(n, seed=seed, **options)}
+
+
+def fixed_parts(dataset: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Parts of ``dataset``'s split that a benchmark fixes (not to be changed after the split):
+    MatBench's official test folds, Transition-1x's own groups, rMD17's official index files."""
+    family = "matbench" if dataset.startswith("matbench") else dataset
+    if family == "matbench":
+        return ("test",)
+    if family == "transition1x":
+        return ("train", "val", "test")
+    if family == "rmd17" and "official" in (options or {}):
+        return ("train", "test")
+    return ()
 
 
 def _matbench_folds(task, ids, source, labels, options):

@@ -22,12 +22,15 @@ import numpy as np
 
 from openjmp.data.cache import RecordStore
 from openjmp.errors import DataError
-from openjmp.records import AtomsRecord
+from openjmp.records import N_ELEMENTS, AtomsRecord
 
-__all__ = ["N_ELEMENTS", "compute_statistics", "fit_linear_references", "referenced_energies"]
-
-N_ELEMENTS = 120
-"""Length of a reference vector: indexed by Z, 0..119 (JMP's embedding size)."""
+__all__ = [
+    "compute_statistics",
+    "element_counts",
+    "fit_element_references",
+    "fit_linear_references",
+    "referenced_energies",
+]
 
 _EXACT_ROWS = (
     200_000  # up to this many structures the fit solves lstsq(X, E) exactly as the authors
@@ -49,11 +52,31 @@ class _Chunk:
 
     def counts(self) -> np.ndarray:
         """(k, 120) element counts."""
-        k = len(self.natoms)
-        rec = np.repeat(np.arange(k), self.natoms)
-        return np.bincount(rec * N_ELEMENTS + self.z, minlength=k * N_ELEMENTS).reshape(
-            k, N_ELEMENTS
-        )
+        return element_counts(self.z, self.natoms)
+
+
+def element_counts(z: np.ndarray, natoms: np.ndarray) -> np.ndarray:
+    """(k, 120) int64: atoms of each element per structure, for the atomic numbers ``z`` (A,)
+    of k structures of ``natoms`` (k,) atoms each, concatenated."""
+    k = len(natoms)
+    rec = np.repeat(np.arange(k), natoms)
+    return np.bincount(rec * N_ELEMENTS + z, minlength=k * N_ELEMENTS).reshape(k, N_ELEMENTS)
+
+
+def fit_element_references(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(120,) per-element values ``c`` minimising ``|counts c - values|``, no intercept.
+
+    ``counts`` (n, 120) element counts, ``values`` (n,). Elements that never occur get 0: the
+    minimum-norm least-squares solution, as the authors' fit (module doc). The normal
+    equations (``counts = XᵀX``, ``values = Xᵀy``) give the same solution.
+    """
+    counts = np.asarray(counts)
+    present = np.flatnonzero(counts.sum(0) > 0)
+    coeff = np.zeros(N_ELEMENTS)
+    if len(present):
+        x = counts[:, present].astype(np.float64)
+        coeff[present] = np.linalg.lstsq(x, np.asarray(values, np.float64), rcond=None)[0]
+    return coeff
 
 
 def _chunks(records: Records, indices: Sequence[int] | np.ndarray | None) -> Iterator[_Chunk]:
@@ -74,8 +97,13 @@ def _chunks(records: Records, indices: Sequence[int] | np.ndarray | None) -> Ite
         for r in part:
             for k, v in r.targets.items():
                 targets.setdefault(k, []).append(v)
-        yield _Chunk(natoms, z, energy, np.concatenate(with_f) if with_f else None,
-                     {k: np.asarray(v) for k, v in targets.items()})  # fmt: skip
+        yield _Chunk(
+            natoms,
+            z,
+            energy,
+            np.concatenate(with_f) if with_f else None,
+            {k: np.asarray(v) for k, v in targets.items()},
+        )
 
 
 def _store_chunks(store: RecordStore, indices) -> Iterator[_Chunk]:
@@ -136,15 +164,10 @@ def fit_linear_references(
             energies.append(y)
     if n == 0:
         raise DataError(None, None, "no structure has an energy: cannot fit linear references")
-    present = np.flatnonzero(np.diag(xtx) > 0)
-    coeff = np.zeros(N_ELEMENTS)
     if n <= _EXACT_ROWS:
-        x = np.concatenate(rows)[:, present].astype(np.float64)
-        coeff[present] = np.linalg.lstsq(x, np.concatenate(energies), rcond=None)[0]
-    else:  # normal equations: same minimum-norm solution, memory independent of n
-        a = xtx[np.ix_(present, present)].astype(np.float64)
-        coeff[present] = np.linalg.lstsq(a, xty[present], rcond=None)[0]
-    return coeff
+        return fit_element_references(np.concatenate(rows), np.concatenate(energies))
+    # normal equations: the same minimum-norm solution, memory independent of n
+    return fit_element_references(xtx, xty)
 
 
 def referenced_energies(
@@ -180,8 +203,13 @@ class _Moments:
             return None
         mean_d = self.s1 / self.n
         var = max(self.s2 / self.n - mean_d * mean_d, 0.0)
-        return {"count": self.n, "mean": self.shift + mean_d, "std": float(np.sqrt(var)),
-                "min": self.lo, "max": self.hi}  # fmt: skip
+        return {
+            "count": self.n,
+            "mean": self.shift + mean_d,
+            "std": float(np.sqrt(var)),
+            "min": self.lo,
+            "max": self.hi,
+        }
 
 
 def compute_statistics(
@@ -246,8 +274,12 @@ def compute_statistics(
             energy["referenced"] = ref_m.result()
     forces = None
     if f_atoms:
-        forces = {"rms": float(np.sqrt(f_sq / (3 * f_atoms))), "mean_norm": f_norm_sum / f_atoms,
-                  "max_norm": f_max, "n_atoms": f_atoms}  # fmt: skip
+        forces = {
+            "rms": float(np.sqrt(f_sq / (3 * f_atoms))),
+            "mean_norm": f_norm_sum / f_atoms,
+            "max_norm": f_max,
+            "n_atoms": f_atoms,
+        }
     target_stats = {}
     for name, acc in targets.items():
         if isinstance(acc, list):

@@ -122,25 +122,26 @@ class Batch:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
         """Move to a device; floating tensors (positions, cell, labels) optionally to ``dtype``."""
 
-        def mv(t: Tensor | None) -> Tensor | None:
-            if t is None:
-                return None
+        def mv(t: Tensor) -> Tensor:
             if dtype is not None and t.is_floating_point():
                 return t.to(device=device, dtype=dtype)
             return t.to(device)
 
+        def mv_label(t: Tensor | None) -> Tensor | None:
+            return None if t is None else mv(t)
+
         return Batch(
-            atomic_numbers=mv(self.atomic_numbers),  # type: ignore[arg-type]
-            pos=mv(self.pos),  # type: ignore[arg-type]
-            cell=mv(self.cell),  # type: ignore[arg-type]
-            batch=mv(self.batch),  # type: ignore[arg-type]
-            natoms=mv(self.natoms),  # type: ignore[arg-type]
-            tags=mv(self.tags),  # type: ignore[arg-type]
-            fixed=mv(self.fixed),  # type: ignore[arg-type]
-            edges={k: EdgeSet(mv(e.index), mv(e.cell_offset)) for k, e in self.edges.items()},  # type: ignore[arg-type]
-            energy=mv(self.energy),
-            forces=mv(self.forces),
-            targets={k: mv(v) for k, v in self.targets.items()},  # type: ignore[misc]
+            atomic_numbers=mv(self.atomic_numbers),
+            pos=mv(self.pos),
+            cell=mv(self.cell),
+            batch=mv(self.batch),
+            natoms=mv(self.natoms),
+            tags=mv(self.tags),
+            fixed=mv(self.fixed),
+            edges={k: EdgeSet(mv(e.index), mv(e.cell_offset)) for k, e in self.edges.items()},
+            energy=mv_label(self.energy),
+            forces=mv_label(self.forces),
+            targets={k: mv(v) for k, v in self.targets.items()},
             datasets=self.datasets,
-            stress=mv(self.stress),
+            stress=mv_label(self.stress),
         )

@@ -19,6 +19,7 @@ is not, but with caps of 1000 (3333 for rMD17) it never binds on their data sets
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from openjmp.graph.batch import EdgeSet, GraphSample
 from openjmp.graph.dropout import dropout_mask
 from openjmp.graph.neighbors import candidate_pairs
 from openjmp.graph.select import nearest_first_order, rank_within_target, tag_mask
+from openjmp.graph.size import check_graph_size
 from openjmp.graph.spec import DUMMY_CELL_LENGTH, GraphSpec
 from openjmp.records import AtomsRecord
 from openjmp.validate import check_cell, check_shapes, check_values
@@ -51,7 +53,8 @@ def build_graph_sample(
     edge_dropout: float = 0.0,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
-    backend: str = "vesin",
+    backend: Literal["vesin", "torch"] = "vesin",
+    max_edges: int | None = None,
 ) -> GraphSample:
     """Build the four graphs of ``record`` under ``spec`` (see the module docstring).
 
@@ -64,15 +67,19 @@ def build_graph_sample(
         generator: random source of the dropout (seeded -> deterministic); None: torch's global.
         dtype: floating dtype of positions, cell and labels.
         backend: candidate-pair search, ``"vesin"`` or ``"torch"`` (:mod:`openjmp.graph.neighbors`).
+        max_edges: refuse the structure when its estimated neighbour pairs exceed this (checked
+            before the search, :mod:`openjmp.graph.size`); None: ``spec.max_edges``, else the
+            process default (``$OPENJMP_MAX_EDGES``, else 3 million).
 
     Returns:
         `GraphSample` with edges ``main`` (directed, nearest ``k_main``), ``a2a``, ``a2ee2a`` and
         ``qint``, each sorted by target atom, nearest first.
 
     Raises:
-        DataError: bad record (shapes, non-finite values, singular periodic cell), or a
-            structure without any edge within the cutoff (the authors raise "An image has no
-            neighbors"; GemNet-OC needs at least one edge).
+        DataError: bad record (shapes, non-finite values, singular periodic cell), a graph
+            estimated above ``max_edges`` (the message gives the estimate and the settings that
+            raise the limit), or a structure without any edge within the cutoff (the authors
+            raise "An image has no neighbors"; GemNet-OC needs at least one edge).
     """
     if not 0.0 <= edge_dropout < 1.0:
         raise ValueError(f"edge_dropout must be in [0, 1), got {edge_dropout}")
@@ -82,8 +89,18 @@ def build_graph_sample(
     pbc = record.pbc if spec.pbc else np.zeros(3, dtype=bool)
     if pbc.any():
         check_cell(record)
+    limit = max_edges if max_edges is not None else spec.max_edges
+    check_graph_size(
+        record.positions,
+        record.cell,
+        pbc,
+        spec.cutoff,
+        max_edges=limit,
+        source=record.source,
+        index=record.index,
+    )
 
-    pairs = candidate_pairs(record.positions, record.cell, pbc, spec.cutoff, backend=backend)  # type: ignore[arg-type]
+    pairs = candidate_pairs(record.positions, record.cell, pbc, spec.cutoff, backend=backend)
     order = nearest_first_order(pairs.source, pairs.target, pairs.offset, pairs.distance)
     source, target = pairs.source.take(order), pairs.target.take(order)
     offset = pairs.offset.index_select(0, order)

@@ -13,7 +13,9 @@ MatBench and QMOF cap the neighbours by atom count (> 300 atoms: k=5, > 200 atom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 from openjmp.errors import ConfigError
 
@@ -48,6 +50,12 @@ class GraphSpec:
             Transition-1x, MD22 and SPICE transforms do. False: the sample's cell is zero for
             molecules (QM9, rMD17) or the record's cell.
         qint_tags: the quadruplet graph keeps edges whose source or target has one of these tags.
+        atom_count_caps: the MatBench/QMOF rule (`atom_count_base`): structures of more than
+            200 (300) atoms get the caps of base k = 10 (5) when those are smaller; applied by
+            `for_natoms`.
+        max_edges: refuse a structure whose estimated neighbour pairs exceed this
+            (:mod:`openjmp.graph.size`); None: the process default (``$OPENJMP_MAX_EDGES`` or
+            3 million). A resource limit, not a property of the graph: not saved with models.
     """
 
     cutoff: float
@@ -55,6 +63,8 @@ class GraphSpec:
     pbc: bool
     dummy_cell: bool = False
     qint_tags: tuple[int, ...] = (1, 2)
+    atom_count_caps: bool = False
+    max_edges: int | None = None
 
     def __post_init__(self) -> None:
         if not self.cutoff > 0:
@@ -73,6 +83,8 @@ class GraphSpec:
             )
         if self.dummy_cell and self.pbc:
             raise ConfigError("GraphSpec: dummy_cell is only for non-periodic graphs (pbc=False)")
+        if self.max_edges is not None and int(self.max_edges) < 1:
+            raise ConfigError(f"GraphSpec.max_edges must be >= 1, got {self.max_edges}")
         object.__setattr__(self, "max_neighbors", mn)
         object.__setattr__(self, "qint_tags", tuple(int(t) for t in self.qint_tags))
 
@@ -82,6 +94,42 @@ class GraphSpec:
         return cls(
             cutoff=cutoff, max_neighbors=max_neighbors_from_base(k), pbc=pbc, dummy_cell=dummy_cell
         )
+
+    def for_natoms(self, natoms: int) -> GraphSpec:
+        """The setting for a structure of ``natoms`` atoms: with ``atom_count_caps``, the caps
+        of base `atom_count_base(natoms)` where they are below this spec's (the flag is kept)."""
+        if not self.atom_count_caps:
+            return self
+        k = atom_count_base(natoms)
+        if k >= self.max_neighbors[0]:
+            return self
+        return replace(self, max_neighbors=max_neighbors_from_base(k))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields (saved with a model: the graph its heads were trained with)."""
+        return {
+            "cutoff": float(self.cutoff),
+            "max_neighbors": list(self.max_neighbors),
+            "pbc": bool(self.pbc),
+            "dummy_cell": bool(self.dummy_cell),
+            "qint_tags": list(self.qint_tags),
+            "atom_count_caps": bool(self.atom_count_caps),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GraphSpec:
+        """Inverse of `to_dict`; raises `ConfigError` for a malformed entry."""
+        try:
+            return cls(
+                cutoff=float(data["cutoff"]),
+                max_neighbors=_caps(data["max_neighbors"]),
+                pbc=bool(data["pbc"]),
+                dummy_cell=bool(data.get("dummy_cell", False)),
+                qint_tags=tuple(int(t) for t in data.get("qint_tags", (1, 2))),
+                atom_count_caps=bool(data.get("atom_count_caps", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"bad graph setting {dict(data)}: {exc}") from None
 
 
 GRAPH_SETTINGS: dict[str, GraphSpec] = {
@@ -95,12 +143,16 @@ GRAPH_SETTINGS: dict[str, GraphSpec] = {
     "qm9": GraphSpec.from_base(8.0, 30, pbc=False),
     "md22": GraphSpec.from_base(12.0, 30, pbc=False, dummy_cell=True),
     "spice": GraphSpec.from_base(12.0, 30, pbc=False, dummy_cell=True),
-    "matbench": GraphSpec.from_base(12.0, 30, pbc=True),
-    "qmof": GraphSpec.from_base(19.0, 30, pbc=True),
+    "matbench": replace(GraphSpec.from_base(12.0, 30, pbc=True), atom_count_caps=True),
+    "qmof": replace(GraphSpec.from_base(19.0, 30, pbc=True), atom_count_caps=True),
 }
 """The reference's graph setting per dataset (before the MatBench/QMOF atom-count caps)."""
 
-_ATOM_COUNT_CAPPED = ("matbench", "qmof")
+
+def _caps(values: Any) -> MaxNeighbors:
+    """Four caps from a JSON list; ValueError for another count."""
+    main, a2ee2a, qint, a2a = (int(k) for k in values)
+    return main, a2ee2a, qint, a2a
 
 
 def atom_count_base(natoms: int) -> int:
@@ -124,12 +176,4 @@ def graph_spec(name: str, natoms: int | None = None) -> GraphSpec:
         raise ConfigError(
             f"unknown graph setting {name!r}; known: {', '.join(sorted(GRAPH_SETTINGS))}"
         ) from None
-    if natoms is None or name not in _ATOM_COUNT_CAPPED:
-        return spec
-    return GraphSpec(
-        cutoff=spec.cutoff,
-        max_neighbors=max_neighbors_from_base(atom_count_base(natoms)),
-        pbc=spec.pbc,
-        dummy_cell=spec.dummy_cell,
-        qint_tags=spec.qint_tags,
-    )
+    return spec if natoms is None else spec.for_natoms(natoms)

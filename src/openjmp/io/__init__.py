@@ -4,8 +4,13 @@
 eV/Å, validated. The format is one of `FORMATS` (the literal dispatch table below) or is
 detected from the path (and, for HDF5 and npz files, from the names inside) where that is
 unambiguous. Every reader takes ``validate`` (default True) and ``on_error`` (a callback that
-receives each `DataError` instead of it being raised; used by ``openjmp data check``) plus its
-own options, listed in its module.
+receives each `DataError` instead of it being raised) plus its own options, listed in its module.
+
+Errors: by default a reader raises the first `DataError` (file, record, problem), so that
+training and ``openjmp data convert`` stop at the first bad record rather than learn from or
+store around it. ``openjmp data check`` passes ``on_error`` to collect every bad record in one
+pass; a problem after which a reader cannot go on (a corrupt or truncated file, a wrong layout)
+is raised in both modes. Readers raise nothing but `DataError` on any input (tests/fuzz).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ _QM9_FILE = re.compile(r"dsgdb9nsd_\d+\.xyz$")
 
 def read_records(path: str | Path, fmt: str | None = None, **opts: Any) -> Iterator[AtomsRecord]:
     """Records of ``path`` in format ``fmt`` (detected when None); options go to the reader."""
+    _not_empty(Path(path))
     fmt = detect_format(path) if fmt is None else fmt
     if fmt not in FORMATS:
         raise DataError(path, None, f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -68,24 +74,34 @@ def read_records(path: str | Path, fmt: str | None = None, **opts: Any) -> Itera
 
 
 def _h5_kind(path: Path) -> str:
-    import h5py
-
-    from openjmp.io._h5 import open_h5
+    from openjmp.io._h5 import is_group, member, names, open_h5
 
     with open_h5(path) as f:
-        keys = set(f.keys())
-        if keys & {"train", "val", "test", "data"}:
+        keys = names(f, path, None)
+        if set(keys) & {"train", "val", "test", "data"}:
             return "transition1x"
         for name in sorted(keys)[:1]:
-            group = f[name]
-            if isinstance(group, h5py.Group):
-                if "coordinates" in group:
+            group = member(f, name, path, name)
+            if is_group(group):
+                inner = set(names(group, path, name))
+                if "coordinates" in inner:
                     return "ani1x"
-                if "conformations" in group:
+                if "conformations" in inner:
                     return "spice"
     raise DataError(
         path, None, "HDF5 file is neither ANI-1x, Transition-1x nor SPICE; pass a format"
     )
+
+
+def _not_empty(p: Path) -> None:
+    """`DataError` for an empty file or directory (before any reader or format guess)."""
+    try:
+        if p.is_file() and p.stat().st_size == 0:
+            raise DataError(p, None, "the file is empty (0 bytes)")
+        if p.is_dir() and not any(p.iterdir()):
+            raise DataError(p, None, "the directory is empty")
+    except OSError as exc:
+        raise DataError(p, None, f"cannot read ({exc.strerror})") from None
 
 
 def detect_format(path: str | Path) -> str:
@@ -93,6 +109,7 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise DataError(p, None, "file or directory not found")
+    _not_empty(p)
     name = p.name.lower()
     if p.is_dir():
         if (p / qmof.PROPERTIES).is_file():

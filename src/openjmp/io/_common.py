@@ -57,6 +57,14 @@ def scalar(value: Any, source: object, index: object, name: str) -> float:
     return float(arr.reshape(()))
 
 
+def integer(value: Any, source: object, index: object, name: str) -> int:
+    """A python int from a whole number (int, or integral float / one-element array)."""
+    v = scalar(value, source, index, name)
+    if not np.isfinite(v) or v != round(v):
+        raise DataError(source, index, f"{name} must be a whole number, got {value!r:.40}")
+    return int(v)
+
+
 def array(
     value: Any, shape: tuple[int | None, ...], source: object, index: object, name: str
 ) -> np.ndarray:

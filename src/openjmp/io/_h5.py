@@ -1,4 +1,10 @@
-"""Small h5py helpers that turn h5py's errors into `DataError`s naming the file and group."""
+"""Small h5py helpers that turn h5py's errors into `DataError`s naming the file and group.
+
+A corrupt HDF5 file makes h5py raise `OSError`, `RuntimeError`, `KeyError`, `ValueError` or
+`TypeError` from wherever it first touches the damage (listing a group, opening a link, reading
+an attribute or a dataset). Readers go through these helpers for every access, so each such
+failure becomes one `DataError(file, group, problem)`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,22 @@ import numpy as np
 
 from openjmp.errors import DataError
 
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+"""What h5py raises on a damaged file (`DataError`, a `ValueError`, is re-raised as it is)."""
+
+
+@contextmanager
+def guard(path: Path, where: object, doing: str) -> Iterator[None]:
+    """Turn an h5py failure inside the block into `DataError(path, where, ...)`."""
+    try:
+        yield
+    except DataError:
+        raise
+    except H5_ERRORS as exc:
+        raise DataError(
+            path, where, f"corrupt or unreadable HDF5 file: {doing} failed ({exc})"
+        ) from None
+
 
 @contextmanager
 def open_h5(path: Path) -> Iterator[Any]:
@@ -19,39 +41,82 @@ def open_h5(path: Path) -> Iterator[Any]:
 
     try:
         f = h5py.File(path, "r")
-    except OSError as exc:
+    except H5_ERRORS as exc:
         raise DataError(path, None, f"not a readable HDF5 file ({exc})") from None
     try:
         yield f
     finally:
-        f.close()
+        try:
+            f.close()
+        except H5_ERRORS:
+            pass
+
+
+def names(group: Any, path: Path, where: object) -> list[str]:
+    """The member names of ``group`` in the file's order."""
+    with guard(path, where, "listing the group"):
+        return [str(k) for k in group.keys()]
+
+
+def member(group: Any, name: str, path: Path, where: object) -> Any:
+    """``group[name]`` (a group or dataset), or None if it has no such member."""
+    with guard(path, where, f"opening {name!r}"):
+        return group.get(name)
+
+
+def is_group(obj: Any) -> bool:
+    import h5py
+
+    return isinstance(obj, h5py.Group)
 
 
 def dataset(group: Any, name: str, path: Path, where: str) -> np.ndarray:
     """Read dataset ``name`` of ``group`` fully; `DataError` naming ``where`` if absent or unreadable."""
     import h5py
 
-    obj = group.get(name)
+    obj = member(group, name, path, where)
     if not isinstance(obj, h5py.Dataset):
-        found = sorted(group.keys())[:12]
+        found = sorted(names(group, path, where))[:12]
         raise DataError(path, where, f"missing dataset {name!r} (found {found})")
     try:
         return np.asarray(obj[()])
-    except (OSError, ValueError, TypeError) as exc:
+    except MemoryError:
+        raise DataError(
+            path, where, f"dataset {name!r} claims shape {obj.shape}: too large to read"
+        ) from None
+    except H5_ERRORS as exc:
         raise DataError(path, where, f"cannot read dataset {name!r}: {exc}") from None
 
 
-def unit_attr(group: Any, name: str) -> str | None:
+def numeric(group: Any, name: str, path: Path, where: str, kind: str = "f") -> np.ndarray:
+    """Dataset ``name`` as float64 (``kind="f"``) or int64 atomic numbers (``kind="z"``):
+    `DataError` for a non-numeric dtype, or atomic numbers that are not whole numbers."""
+    arr = dataset(group, name, path, where)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(path, where, f"dataset {name!r} must be numeric, has dtype {arr.dtype}")
+    if kind == "z":
+        if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):
+            raise DataError(path, where, f"{name} are not whole numbers")
+        return arr.astype(np.int64)
+    return arr.astype(np.float64)
+
+
+def unit_attr(group: Any, name: str, path: Path, where: object) -> str | None:
     """The ``units`` attribute of dataset ``name`` (lower case), or None."""
-    obj = group.get(name)
+    obj = member(group, name, path, where)
     if obj is None:
         return None
-    value = obj.attrs.get("units")
+    with guard(path, where, f"reading the units of {name!r}"):
+        value = obj.attrs.get("units")
     if value is None:
         return None
+    arr = np.asarray(value).reshape(-1)
+    if arr.size != 1 or arr.dtype.kind not in "USO":
+        raise DataError(path, where, f"units attribute of {name!r} is not a string: {value!r:.40}")
+    value = arr[0]
     if isinstance(value, bytes):
-        value = value.decode()
-    return str(np.asarray(value).reshape(-1)[0] if np.ndim(value) else value).strip().lower()
+        value = value.decode("utf-8", "replace")
+    return str(value).strip().lower()
 
 
 def check_frames(

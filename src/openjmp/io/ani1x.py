@@ -22,7 +22,7 @@ import numpy as np
 
 from openjmp.errors import DataError
 from openjmp.io._common import OnError, existing, finish, report
-from openjmp.io._h5 import check_frames, dataset, open_h5
+from openjmp.io._h5 import check_frames, is_group, member, names, numeric, open_h5
 from openjmp.records import AtomsRecord
 from openjmp.units import HARTREE_TO_EV
 
@@ -44,21 +44,18 @@ def read(
 def _iterate(
     path: Path, level: str, extra: tuple[str, ...], validate: bool, on_error: OnError
 ) -> Iterator[AtomsRecord]:
-    import h5py
-
     e_key, f_key = f"{level}.energy", f"{level}.forces"
     with open_h5(path) as f:
-        for formula in f.keys():
-            group = f[formula]
-            if not isinstance(group, h5py.Group):
-                report(DataError(path, formula, "top-level item is not a formula group"), on_error)
-                continue
+        for formula in names(f, path, None):
             try:
-                z = dataset(group, "atomic_numbers", path, formula).astype(np.int64)
-                coords = dataset(group, "coordinates", path, formula)
-                energy = dataset(group, e_key, path, formula).astype(np.float64)
-                forces = dataset(group, f_key, path, formula)
-                extras = {k: dataset(group, k, path, formula) for k in extra}
+                group = member(f, formula, path, formula)
+                if not is_group(group):
+                    raise DataError(path, formula, "top-level item is not a formula group")
+                z = numeric(group, "atomic_numbers", path, formula, kind="z")
+                coords = numeric(group, "coordinates", path, formula)
+                energy = numeric(group, e_key, path, formula)
+                forces = numeric(group, f_key, path, formula)
+                extras = {k: numeric(group, k, path, formula) for k in extra}
                 if z.ndim != 1:
                     raise DataError(
                         path, formula, f"atomic_numbers has shape {z.shape}, expected (N,)"
@@ -74,7 +71,7 @@ def _iterate(
                 report(err, on_error)
                 continue
             energy_ev = energy * HARTREE_TO_EV
-            forces_ev = forces.astype(np.float64) * HARTREE_TO_EV
+            forces_ev = forces * HARTREE_TO_EV
             for i in range(n_conf):
                 where = f"{formula}/{i}"
                 missing = [

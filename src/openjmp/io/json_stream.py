@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def iter_json_array(path: str | Path, chunk: int = 1 << 20) -> Iterator[Any]:
                 return False
             try:
                 data = fh.read(size)
-            except (OSError, EOFError, UnicodeDecodeError) as exc:
+            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
                 raise DataError(path, count, f"cannot read ({exc})") from None
             if not data:
                 eof = True
@@ -72,6 +73,8 @@ def iter_json_array(path: str | Path, chunk: int = 1 << 20) -> Iterator[Any]:
             skip_ws()
             try:
                 obj, end = decoder.raw_decode(buf, pos)
+            except RecursionError:
+                raise DataError(path, count, "JSON nested too deeply") from None
             except json.JSONDecodeError as exc:
                 # An element cut by the buffer end: read as much again (no quadratic re-parsing).
                 if more(max(chunk, len(buf) - pos)):

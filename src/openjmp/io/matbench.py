@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def load_json(path: Path) -> Any:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         return json.loads(raw)
-    except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, zlib.error, RecursionError) as exc:
         raise DataError(path, None, f"not a readable JSON file ({exc})") from None
 
 
@@ -73,18 +74,28 @@ def read(
     doc = load_json(path)
     if not isinstance(doc, dict) or not {"columns", "data"} <= set(doc):
         raise DataError(path, None, "expected pandas 'split' JSON with 'columns' and 'data'")
-    columns = list(doc["columns"])
-    if "structure" not in columns:
-        raise DataError(path, None, f"no 'structure' column (columns: {columns})")
+    columns, rows = doc["columns"], doc["data"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise DataError(path, None, f"'columns' must be a list of names, got {columns!r:.60}")
+    if "structure" not in columns or columns.count("structure") > 1:
+        raise DataError(path, None, f"need one 'structure' column (columns: {columns})")
+    if len(set(columns)) != len(columns):
+        raise DataError(path, None, f"column names repeat: {columns}")
+    if not isinstance(rows, list):
+        raise DataError(path, None, f"'data' must be a list of rows, got {type(rows).__name__}")
+    if "index" in doc and (not isinstance(doc["index"], list) or len(doc["index"]) != len(rows)):
+        n_index = len(doc["index"]) if isinstance(doc["index"], list) else "no list of"
+        raise DataError(path, None, f"'index' has {n_index} entries for {len(rows)} rows of 'data'")
     s_col = columns.index("structure")
-    rows = doc["data"]
     return _iterate(path, task, columns, s_col, rows, validate, on_error)
 
 
 def _iterate(path, task, columns, s_col, rows, validate, on_error) -> Iterator[AtomsRecord]:
     for mbid, row in zip(mbids(task, len(rows)), rows):
         try:
-            if not isinstance(row, list) or len(row) != len(columns):
+            if not isinstance(row, list):
+                raise DataError(path, mbid, f"row is a {type(row).__name__}, not a list")
+            if len(row) != len(columns):
                 raise DataError(path, mbid, f"row has {len(row)} values for {len(columns)} columns")
             z, pos, cell, pbc = parse_structure(row[s_col], path, mbid)
             targets = {}
@@ -92,7 +103,7 @@ def _iterate(path, task, columns, s_col, rows, validate, on_error) -> Iterator[A
                 if j == s_col:
                     continue
                 value = row[j]
-                if not isinstance(value, bool | int | float) or value is None:
+                if not isinstance(value, bool | int | float):
                     raise DataError(path, mbid, f"target {col!r} is not a number: {value!r:.40}")
                 targets[col] = value if isinstance(value, bool) else float(value)
         except DataError as err:

@@ -15,14 +15,13 @@ the keys and file name; ``"sgdml"`` for other sGDML files).
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from openjmp.errors import DataError
-from openjmp.io._common import OnError, existing, finish
+from openjmp.io._common import OnError, atomic_numbers, existing, finish
 from openjmp.records import AtomsRecord
 from openjmp.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV, KCAL_PER_MOL_TO_EV
 
@@ -54,12 +53,25 @@ def _load(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(path, None, f"not a readable .npz file ({exc})") from None
+    except MemoryError:
+        raise DataError(
+            path, None, "an array in the .npz file claims more memory than there is"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - numpy, zipfile and zlib raise many kinds on bad files
+        raise DataError(
+            path, None, f"not a readable .npz file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _unit(data: dict[str, np.ndarray], key: str, default: str, table, path: Path) -> float:
-    unit = str(data[key].reshape(())) if key in data else default
+    if key in data:
+        arr = np.asarray(data[key])
+        if arr.size != 1 or arr.dtype.kind not in "US":
+            raise DataError(path, None, f"{key} must be one string, got {arr.dtype} {arr.shape}")
+        value = arr.reshape(()).item()
+        unit = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    else:
+        unit = default
     unit = unit.strip().lower()
     if unit not in table:
         raise DataError(
@@ -76,14 +88,13 @@ def read(
     data = _load(path)
     if all(k in data for k in RMD17_KEYS):
         z, pos, energy, forces = (data[k] for k in RMD17_KEYS)
-        e_f = KCAL_PER_MOL_TO_EV
+        e_f, l_f = KCAL_PER_MOL_TO_EV, 1.0
         f_f = e_f
         dataset = "rmd17"
     elif all(k in data for k in SGDML_KEYS):
         z, pos, energy, forces = (data[k] for k in SGDML_KEYS)
         e_f = _unit(data, "e_unit", "kcal/mol", _ENERGY, path)
         l_f = _unit(data, "r_unit", "ang", _LENGTH, path)
-        pos = pos * l_f
         f_f = e_f / l_f
         dataset = "md22" if path.name.startswith("md22_") else "sgdml"
     else:
@@ -93,8 +104,11 @@ def read(
             f"neither an rMD17 file (keys {list(RMD17_KEYS)}) nor an sGDML/MD22 file "
             f"(keys {list(SGDML_KEYS)}); found {sorted(data)}",
         )
-    z = np.asarray(z).reshape(-1)
-    energy = np.asarray(energy, np.float64)
+    z_key, pos_key, e_key, f_key = RMD17_KEYS if dataset == "rmd17" else SGDML_KEYS
+    z = atomic_numbers(np.asarray(z).reshape(-1), path, None, z_key)
+    pos = _numeric(pos, path, pos_key)
+    energy = _numeric(energy, path, e_key)
+    forces = _numeric(forces, path, f_key)
     if energy.ndim == 2 and energy.shape[1] == 1:
         energy = energy[:, 0]
     n = len(z)
@@ -104,7 +118,14 @@ def read(
         raise DataError(path, None, f"forces have shape {forces.shape}, positions {pos.shape}")
     if energy.shape != (len(pos),):
         raise DataError(path, None, f"energies have shape {energy.shape}, expected ({len(pos)},)")
-    return _iterate(path, z, pos, energy * e_f, forces * f_f, dataset, validate, on_error)
+    return _iterate(path, z, pos * l_f, energy * e_f, forces * f_f, dataset, validate, on_error)
+
+
+def _numeric(value: np.ndarray, path: Path, name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(path, None, f"{name} must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
 
 
 def _iterate(path, z, pos, energy, forces, dataset, validate, on_error):

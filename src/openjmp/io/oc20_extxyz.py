@@ -14,6 +14,7 @@ frame's position in its shard; dataset ``"oc20"``. A directory reads every shard
 
 from __future__ import annotations
 
+import io
 import lzma
 import re
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from typing import Literal
 
 from openjmp.errors import DataError
 from openjmp.io._common import OnError, existing, finish, report
-from openjmp.io.ase_files import record_from_atoms
+from openjmp.io.ase_files import record_from_atoms, scan_xyz_counts
 from openjmp.records import AtomsRecord
 
 __all__ = ["read", "read_references", "shards"]
@@ -53,9 +54,9 @@ def read_references(path: Path) -> list[tuple[int, int, float]]:
     """(sid, fid, reference energy eV) per line of a ``K.txt(.xz)`` file."""
     opener = lzma.open if path.suffix == ".xz" else open
     try:
-        with opener(path, "rt") as fh:
+        with opener(path, "rt", encoding="utf-8") as fh:
             lines = [ln.strip() for ln in fh if ln.strip()]
-    except (OSError, lzma.LZMAError, EOFError) as exc:
+    except (OSError, lzma.LZMAError, EOFError, UnicodeDecodeError) as exc:
         raise DataError(path, None, f"cannot read ({exc})") from None
     out = []
     for i, ln in enumerate(lines):
@@ -89,11 +90,20 @@ def _iterate(files: list[Path], energy: str, validate: bool, on_error: OnError):
         refs = read_references(_companion(shard))
         opener = lzma.open if shard.suffix == ".xz" else open
         try:
-            with opener(shard, "rt") as fh:
-                frames = ase.io.read(fh, index=":", format="extxyz")
-        except Exception as exc:
+            with opener(shard, "rt", encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, lzma.LZMAError, EOFError, UnicodeDecodeError) as exc:
+            raise DataError(shard, None, f"cannot read ({exc})") from None
+        scan = scan_xyz_counts(io.StringIO(text), shard)
+        if scan.error is not None:  # read the well-formed frames before the problem
+            text = "".join(text.splitlines(keepends=True)[: scan.lines])
+        try:
+            frames = ase.io.read(io.StringIO(text), index=":", format="extxyz") if text else []
+        except Exception as exc:  # noqa: BLE001 - ASE raises many kinds on malformed frames
             raise DataError(shard, None, f"cannot read the extxyz frames ({exc})") from None
-        if len(frames) != len(refs):
+        if scan.error is not None:
+            refs = refs[: len(frames)]
+        elif len(frames) != len(refs):
             raise DataError(shard, None, f"{len(frames)} frames but {len(refs)} reference lines")
         for i, (atoms, (_sid, _fid, ref)) in enumerate(zip(frames, refs)):
             try:
@@ -109,6 +119,12 @@ def _iterate(files: list[Path], energy: str, validate: bool, on_error: OnError):
             except DataError as err:
                 report(err, on_error)
                 continue
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                problem = f"unusable values in the frame ({type(exc).__name__}: {exc})"
+                report(DataError(shard, i, problem), on_error)
+                continue
             rec = finish(rec, validate=validate, on_error=on_error)
             if rec is not None:
                 yield rec
+        if scan.error is not None:
+            raise scan.error

@@ -30,24 +30,50 @@ def element_number(symbol: Any, source: object, index: object) -> int:
     return int(_ASE_Z[m.group(1)])
 
 
+def _coords(value: Any, source: object, index: object, what: str) -> np.ndarray:
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(source, index, f"{what} are not three numbers: {value!r:.60}") from None
+    if v.shape != (3,):
+        raise DataError(source, index, f"{what} have shape {v.shape}, expected (3,)")
+    return v
+
+
+XYZ_TOLERANCE = 1e-3
+"""Å: a site's stored Cartesian ``xyz`` and ``abc @ matrix`` may differ by this much (pymatgen
+writes one from the other; more means the dict was edited inconsistently)."""
+
+
 def parse_structure(
     d: Any, source: object, index: object, *, coords: Literal["abc", "xyz"] = "abc"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(Z (N,), positions (N, 3) Å, cell (3, 3) Å, pbc (3,)) from a structure dict."""
+    """(Z (N,), positions (N, 3) Å, cell (3, 3) Å, pbc (3,)) from a structure dict.
+
+    Checks the dict's internal consistency: a 3x3 lattice, three pbc flags, one fully occupied
+    species per site, three coordinates, and (where a site has both) ``xyz`` = ``abc @ matrix``.
+    """
     if not isinstance(d, dict) or "lattice" not in d or "sites" not in d:
         raise DataError(
             source, index, "structure is not a pymatgen Structure dict (no lattice/sites)"
         )
     lattice = d["lattice"]
+    if not isinstance(lattice, dict) or "matrix" not in lattice:
+        raise DataError(source, index, "lattice is not a dict with a 'matrix'")
     try:
         cell = np.asarray(lattice["matrix"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(source, index, f"unreadable lattice matrix ({exc!r})") from None
+    except (TypeError, ValueError) as exc:
+        raise DataError(source, index, f"unreadable lattice matrix ({exc})") from None
     if cell.shape != (3, 3):
         raise DataError(source, index, f"lattice matrix has shape {cell.shape}, expected (3, 3)")
-    pbc = np.asarray(lattice.get("pbc", (True, True, True)), dtype=bool).reshape(-1)
-    if pbc.shape != (3,):
-        raise DataError(source, index, f"lattice pbc has shape {pbc.shape}, expected (3,)")
+    pbc_raw = lattice.get("pbc", (True, True, True))
+    if (
+        not isinstance(pbc_raw, list | tuple)
+        or len(pbc_raw) != 3
+        or not all(isinstance(p, bool | int) for p in pbc_raw)
+    ):
+        raise DataError(source, index, f"lattice pbc must be three booleans, got {pbc_raw!r:.60}")
+    pbc = np.asarray(pbc_raw, dtype=bool)
     sites = d["sites"]
     if not isinstance(sites, list) or not sites:
         raise DataError(source, index, "structure has no sites")
@@ -55,9 +81,14 @@ def parse_structure(
     pos = np.zeros((len(sites), 3))
     for i, site in enumerate(sites):
         species = site.get("species") if isinstance(site, dict) else None
-        if not species:
-            raise DataError(source, index, f"site {i} has no species")
-        occu = sum(float(s.get("occu", 1.0)) for s in species)
+        if not isinstance(species, list) or not species:
+            raise DataError(source, index, f"site {i} has no species list")
+        if not all(isinstance(sp, dict) for sp in species):
+            raise DataError(source, index, f"site {i}: species entries must be dicts")
+        try:
+            occu = sum(float(sp.get("occu", 1.0)) for sp in species)
+        except (TypeError, ValueError):
+            raise DataError(source, index, f"site {i}: occupancy is not a number") from None
         if len(species) != 1 or abs(occu - 1.0) > 1e-6:
             raise DataError(
                 source,
@@ -65,12 +96,18 @@ def parse_structure(
                 f"site {i} is partially occupied ({species}); only ordered structures",
             )
         z[i] = element_number(species[0].get("element"), source, index)
-        key = coords if coords in site else ("xyz" if coords == "abc" else "abc")
-        if key not in site:
+        have = [k for k in ("abc", "xyz") if k in site]
+        if not have:
             raise DataError(source, index, f"site {i} has neither abc nor xyz coordinates")
-        try:
-            v = np.asarray(site[key], dtype=np.float64).reshape(3)
-        except (TypeError, ValueError):
-            raise DataError(source, index, f"site {i} has bad {key} coordinates") from None
-        pos[i] = v @ cell if key == "abc" else v
+        got = {k: _coords(site[k], source, index, f"site {i} {k} coordinates") for k in have}
+        cart = {"xyz": got.get("xyz"), "abc": got["abc"] @ cell if "abc" in got else None}
+        if len(got) == 2 and np.abs(cart["abc"] - cart["xyz"]).max() > XYZ_TOLERANCE:
+            raise DataError(
+                source,
+                index,
+                f"site {i}: xyz {got['xyz'].tolist()} disagrees with abc @ lattice matrix "
+                f"{cart['abc'].round(4).tolist()}",
+            )
+        key = coords if coords in got else have[0]
+        pos[i] = cart[key]
     return z, pos, cell, pbc

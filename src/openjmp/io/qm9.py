@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -46,10 +47,10 @@ __all__ = [
 PYG_HARTREE_TO_EV = 27.211386246
 """Hartree in eV as PyG's QM9 converts (``HAR2EV``)."""
 
-TARGETS = (
-    "mu", "alpha", "eps_HOMO", "eps_LUMO", "delta_eps", "R_2_Abs", "ZPVE", "U_0", "U", "H", "G",
-    "c_v", "U_0_ATOM", "U_ATOM", "H_ATOM", "G_ATOM", "A", "B", "C",
-)  # fmt: skip
+TARGETS: tuple[str, ...] = tuple(
+    "mu alpha eps_HOMO eps_LUMO delta_eps R_2_Abs ZPVE U_0 U H G c_v "
+    "U_0_ATOM U_ATOM H_ATOM G_ATOM A B C".split()
+)
 """Target names in PyG / JMP column order."""
 
 ATOMREF_HARTREE: dict[int, tuple[float, float, float, float]] = {
@@ -93,18 +94,22 @@ def parse_xyz(
         raise DataError(source, None, f"bad number in the property line: {exc}") from None
     if len(lines) < 2 + na:
         raise DataError(source, idx, f"file ends after {len(lines) - 2} of {na} atom lines")
+    if na < 1:
+        raise DataError(source, idx, f"atom count on line 1 is {na}; a molecule has at least 1")
     z, pos = np.zeros(na, np.int64), np.zeros((na, 3))
     for i, line in enumerate(lines[2 : 2 + na]):
         tok = line.split()
-        if len(tok) < 4 or tok[0] not in _SYMBOLS:
+        if len(tok) != 5 or tok[0] not in _SYMBOLS:
             raise DataError(
                 source, idx, f"atom line {i + 3} is not 'element x y z q': {line!r:.60}"
             )
         z[i] = _SYMBOLS[tok[0]]
         try:
             pos[i] = [_num(t) for t in tok[1:4]]
+            _num(tok[4])
         except ValueError as exc:
-            raise DataError(source, idx, f"bad coordinate on line {i + 3}: {exc}") from None
+            raise DataError(source, idx, f"bad number on atom line {i + 3}: {exc}") from None
+    _check_tail(lines[2 + na :], na, source, idx)
     ev = PYG_HARTREE_TO_EV
     refs = np.zeros(4)
     for zi in z:
@@ -112,21 +117,83 @@ def parse_xyz(
             raise DataError(source, idx, f"no free-atom reference for element Z={int(zi)}")
         refs += np.asarray(atomref[int(zi)][:4])
     targets = {
-        "mu": mu, "alpha": alpha, "eps_HOMO": homo * ev, "eps_LUMO": lumo * ev,
-        "delta_eps": gap * ev, "R_2_Abs": r2, "ZPVE": zpve * ev, "U_0": u0 * ev, "U": u * ev,
-        "H": h * ev, "G": g * ev, "c_v": cv,
-        "U_0_ATOM": (u0 - refs[0]) * ev, "U_ATOM": (u - refs[1]) * ev,
-        "H_ATOM": (h - refs[2]) * ev, "G_ATOM": (g - refs[3]) * ev,
-        "A": A, "B": B, "C": C,
-    }  # fmt: skip
+        "mu": mu,
+        "alpha": alpha,
+        "eps_HOMO": homo * ev,
+        "eps_LUMO": lumo * ev,
+        "delta_eps": gap * ev,
+        "R_2_Abs": r2,
+        "ZPVE": zpve * ev,
+        "U_0": u0 * ev,
+        "U": u * ev,
+        "H": h * ev,
+        "G": g * ev,
+        "c_v": cv,
+        "U_0_ATOM": (u0 - refs[0]) * ev,
+        "U_ATOM": (u - refs[1]) * ev,
+        "H_ATOM": (h - refs[2]) * ev,
+        "G_ATOM": (g - refs[3]) * ev,
+        "A": A,
+        "B": B,
+        "C": C,
+    }
     return idx, z, pos, targets
+
+
+def _is_atom_line(line: str) -> bool:
+    tok = line.split()
+    return len(tok) >= 4 and tok[0] in _SYMBOLS
+
+
+def _check_tail(rest: list[str], na: int, source: str, idx: int) -> None:
+    """The three lines after the atoms: frequencies (3na-6, or 3na-5 if linear; an empty line
+    when not computed, as in the demo corpus), SMILES, InChI.
+
+    Catches an atom count lower than the coordinate lines that follow (which would otherwise
+    be read as a smaller molecule carrying the whole one's properties).
+    """
+    extra = 0
+    while extra < len(rest) and _is_atom_line(rest[extra]):
+        extra += 1
+    if extra:
+        raise DataError(
+            source,
+            idx,
+            f"atom count on line 1 is {na} but {na + extra} atom lines follow "
+            f"(lines 3-{na + extra + 2})",
+        )
+    while rest and not rest[-1].strip():
+        rest = rest[:-1]
+    if len(rest) != 3:
+        raise DataError(
+            source,
+            idx,
+            f"expected 3 lines after the {na} atom lines (frequencies, SMILES, InChI), "
+            f"found {len(rest)}",
+        )
+    freqs = rest[0].split()
+    try:
+        for t in freqs:
+            _num(t)
+    except ValueError:
+        raise DataError(
+            source, idx, f"line {na + 3} must hold the vibrational frequencies: {rest[0]!r:.60}"
+        ) from None
+    allowed = {0, 3 * na - 6, 3 * na - 5} if na > 2 else {0, 1, 3 * na - 5}
+    if len(freqs) not in allowed:
+        raise DataError(
+            source,
+            idx,
+            f"line {na + 3} holds {len(freqs)} frequencies; {na} atoms have "
+            f"{' or '.join(str(k) for k in sorted(allowed))}",
+        )
 
 
 def read_uncharacterized(path: str | Path) -> set[int]:
     """1-based indices listed in QM9's ``uncharacterized.txt`` (lines whose first field is an int)."""
     p = existing(path)
     out = set()
-    for line in p.read_text().splitlines():
+    for line in _read(p).splitlines():
         tok = line.split()
         if len(tok) >= 2 and tok[0].isdigit():
             out.add(int(tok[0]))
@@ -142,7 +209,7 @@ def read_atomref(path: str | Path) -> dict[int, tuple[float, float, float, float
     """
     p = existing(path)
     out = {}
-    for line in p.read_text().splitlines():
+    for line in _read(p).splitlines():
         tok = line.split()
         if len(tok) >= 6 and tok[0] in _SYMBOLS:
             try:
@@ -160,14 +227,30 @@ def _beside(path: Path, name: str) -> Path | None:
     return cand if cand.is_file() else None
 
 
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            source, None, f"not a text file ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def _read(path: Path) -> str:
+    try:
+        return _decode(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise DataError(path, None, f"cannot read ({exc.strerror})") from None
+
+
 def _texts(path: Path) -> Iterator[tuple[str, str]]:
     """(source name, text) of every ``dsgdb9nsd_*.xyz`` in a tarball, directory or file."""
     if path.is_dir():
         for p in sorted(path.glob("dsgdb9nsd_*.xyz")):
-            yield str(p), p.read_text()
+            yield str(p), _read(p)
         return
     if path.suffix == ".xyz":
-        yield str(path), path.read_text()
+        yield str(path), _read(path)
         return
     try:
         tar = tarfile.open(path, "r:*")
@@ -179,8 +262,9 @@ def _texts(path: Path) -> Iterator[tuple[str, str]]:
                 if member.isfile() and _NAME.search(member.name):
                     data = tar.extractfile(member)
                     if data is not None:
-                        yield f"{path}:{member.name}", data.read().decode()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+                        source = f"{path}:{member.name}"
+                        yield source, _decode(data.read(), source)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(path, None, f"corrupt tar archive ({exc})") from None
 
 

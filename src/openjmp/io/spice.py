@@ -19,11 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from openjmp.errors import DataError
 from openjmp.io._common import OnError, existing, finish, report
-from openjmp.io._h5 import check_frames, dataset, open_h5, unit_attr
+from openjmp.io._h5 import check_frames, is_group, member, names, numeric, open_h5, unit_attr
 from openjmp.records import AtomsRecord
 
 __all__ = ["read"]
@@ -62,44 +60,36 @@ def read(
 
 
 def _iterate(path: Path, validate: bool, on_error: OnError) -> Iterator[AtomsRecord]:
-    import h5py
-
     with open_h5(path) as f:
-        for mol in f.keys():
-            group = f[mol]
+        for mol in names(f, path, None):
             try:
-                if not isinstance(group, h5py.Group):
+                group = member(f, mol, path, mol)
+                if not is_group(group):
                     raise DataError(path, mol, "top-level item is not a molecule group")
-                z = dataset(group, "atomic_numbers", path, mol).astype(np.int64).reshape(-1)
-                pos = dataset(group, "conformations", path, mol).astype(np.float64)
-                energy = dataset(group, "dft_total_energy", path, mol).astype(np.float64)
-                grad = dataset(group, "dft_total_gradient", path, mol).astype(np.float64)
+                z = numeric(group, "atomic_numbers", path, mol, kind="z").reshape(-1)
+                pos = numeric(group, "conformations", path, mol)
+                energy = numeric(group, "dft_total_energy", path, mol)
+                grad = numeric(group, "dft_total_gradient", path, mol)
                 per_frame = {"dft_total_energy": energy}
-                if "formation_energy" in group:
-                    per_frame["formation_energy"] = dataset(group, "formation_energy", path, mol)
+                if member(group, "formation_energy", path, mol) is not None:
+                    per_frame["formation_energy"] = numeric(group, "formation_energy", path, mol)
                 n = check_frames(
                     path, mol, len(z), {"conformations": pos, "dft_total_gradient": grad}, per_frame
                 )
+
+                def units(name: str, group=group, mol=mol) -> str | None:
+                    return unit_attr(group, name, path, mol)
+
                 length = _factor(
-                    _LENGTH, unit_attr(group, "conformations"), "bohr", path, mol, "conformations"
+                    _LENGTH, units("conformations"), "bohr", path, mol, "conformations"
                 )
                 e_f = _factor(
-                    _ENERGY,
-                    unit_attr(group, "dft_total_energy"),
-                    "hartree",
-                    path,
-                    mol,
-                    "dft_total_energy",
+                    _ENERGY, units("dft_total_energy"), "hartree", path, mol, "dft_total_energy"
                 )
                 f_f = _factor(
-                    _ENERGY,
-                    unit_attr(group, "formation_energy"),
-                    "hartree",
-                    path,
-                    mol,
-                    "formation_energy",
+                    _ENERGY, units("formation_energy"), "hartree", path, mol, "formation_energy"
                 )
-                g_f = _gradient_factor(unit_attr(group, "dft_total_gradient"), path, mol)
+                g_f = _gradient_factor(units("dft_total_gradient"), path, mol)
             except DataError as err:
                 report(err, on_error)
                 continue

@@ -17,11 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from openjmp.errors import DataError
 from openjmp.io._common import OnError, existing, finish, report
-from openjmp.io._h5 import check_frames, dataset, open_h5
+from openjmp.io._h5 import check_frames, is_group, member, names, numeric, open_h5
 from openjmp.records import AtomsRecord
 
 __all__ = ["LEVEL", "SPLIT_GROUPS", "read"]
@@ -44,44 +42,55 @@ def read(
 
 
 def _iterate(path: Path, split: str | None, validate: bool, on_error: OnError):
-    import h5py
-
     e_key, f_key = f"{LEVEL}.energy", f"{LEVEL}.forces"
     with open_h5(path) as f:
+        top = names(f, path, None)
         if split is not None:
             splits = [split]
         else:
-            splits = [s for s in SPLIT_GROUPS if s in f] or (["data"] if "data" in f else [])
-        missing = [s for s in splits if not isinstance(f.get(s), h5py.Group)]
+            splits = [s for s in SPLIT_GROUPS if s in top] or (["data"] if "data" in top else [])
+        missing = [s for s in splits if not is_group(member(f, s, path, s))]
         if not splits or missing:
             raise DataError(
                 path,
                 None,
-                f"no {missing or 'train/val/test or data'} group (found {sorted(f.keys())})",
+                f"no {missing or 'train/val/test or data'} group (found {sorted(top)})",
             )
         for s in splits:
-            for formula, fgroup in f[s].items():
-                if not isinstance(fgroup, h5py.Group):
+            sgroup = member(f, s, path, s)
+            for formula in names(sgroup, path, s):
+                fgroup = member(sgroup, formula, path, f"{s}/{formula}")
+                if not is_group(fgroup):
                     report(DataError(path, f"{s}/{formula}", "not a formula group"), on_error)
                     continue
-                for rxn, group in fgroup.items():
-                    yield from _reaction(
-                        path, f"{s}/{formula}/{rxn}", group, e_key, f_key, validate, on_error
-                    )
+                try:
+                    reactions = names(fgroup, path, f"{s}/{formula}")
+                except DataError as err:
+                    report(err, on_error)
+                    continue
+                for rxn in reactions:
+                    where = f"{s}/{formula}/{rxn}"
+                    yield from _reaction(path, where, fgroup, rxn, e_key, f_key, validate, on_error)
 
 
 def _reaction(
-    path: Path, where: str, group, e_key: str, f_key: str, validate: bool, on_error: OnError
+    path: Path,
+    where: str,
+    fgroup,
+    rxn: str,
+    e_key: str,
+    f_key: str,
+    validate: bool,
+    on_error: OnError,
 ) -> Iterator[AtomsRecord]:
-    import h5py
-
     try:
-        if not isinstance(group, h5py.Group):
+        group = member(fgroup, rxn, path, where)
+        if not is_group(group):
             raise DataError(path, where, "not a reaction group")
-        z = dataset(group, "atomic_numbers", path, where).astype(np.int64).reshape(-1)
-        pos = dataset(group, "positions", path, where)
-        energy = dataset(group, e_key, path, where).astype(np.float64)
-        forces = dataset(group, f_key, path, where).astype(np.float64)
+        z = numeric(group, "atomic_numbers", path, where, kind="z").reshape(-1)
+        pos = numeric(group, "positions", path, where)
+        energy = numeric(group, e_key, path, where)
+        forces = numeric(group, f_key, path, where)
         n = check_frames(path, where, len(z), {"positions": pos, f_key: forces}, {e_key: energy})
     except DataError as err:
         report(err, on_error)

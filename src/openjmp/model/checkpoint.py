@@ -4,7 +4,7 @@ Supported files (a path; nothing is downloaded):
 
 * the authors' pre-training Lightning checkpoints (``jmp-s.pt``, ``jmp-l.pt`` and files built
   like them): ``state_dict`` in the authors' key naming, ``hyper_parameters`` (pickled objects of
-  the authors' ``jmp`` package, read as inert records, see `openjmp.model.safe_pickle`), and the
+  the authors' ``jmp`` package, read as inert records, see `openjmp.io.safe_pickle`), and the
   EMA weights in ``optimizer_states[0]["ema"]``;
 * a plain state dict in the authors' naming (e.g. the parity fixture ``state_dict.pt``);
 * openjmp's own files written by `save_model`, and Lightning checkpoints of openjmp's training
@@ -35,11 +35,14 @@ import torch
 from torch import Tensor, nn
 
 from openjmp.errors import CheckpointError, ConfigError
+from openjmp.graph.spec import GRAPH_SETTINGS
+from openjmp.io.safe_pickle import PickledObject, UnsafePickleError, safe_torch_load
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.model.heads import DirectForceHead, EnergyHead
 from openjmp.model.infer_config import infer_backbone_sizes, infer_pretrain_heads, merge_config
 from openjmp.model.jmp_model import PRETRAIN_TASKS, JMPModel, head_from_spec
 from openjmp.model.keymap import authors_to_ours
-from openjmp.model.safe_pickle import PickledObject, UnsafePickleError, safe_torch_load
+from openjmp.model.outputs import INFO_KEYS, HeadInfo, OutputTransform
 
 OPENJMP_FORMAT = "openjmp.model"
 OPENJMP_FORMAT_VERSION = 1
@@ -49,6 +52,23 @@ LICENCE_NOTICE = (
     "facebookresearch/JMP), licensed CC-BY-NC 4.0 (Creative Commons Attribution-NonCommercial "
     "4.0 International, https://creativecommons.org/licenses/by-nc/4.0/): non-commercial use "
     "only, with attribution."
+)
+
+PUBLISHED_NORMALIZATION: dict[str, tuple[float, float]] = {
+    "oc20": (24.901469505465872, 0.5111534595489502),
+    "oc22": (25.229595396538468, 0.25678861141204834),
+    "ani1x": (2.8700712783472118, 2.131422996520996),
+    "transition1x": (1.787466168382901, 0.3591422140598297),
+}
+"""(energy std eV, force std eV/Å) the published JMP-S/L pre-training heads were trained on,
+with energy mean 0 (jmp-reference §2.3, the authors' pre-training notebook). Their energies
+were also referenced by per-dataset linear references that are not in the checkpoint."""
+
+PUBLISHED_MISSING = (
+    "the published JMP pre-training heads predict energies minus per-dataset linear references "
+    "that are not in the checkpoint; give them with load_model(path, references={{'{task}': "
+    "'linref.npz'}}) (the authors' file, key 'coeff', or a JSON {{element: eV}}) or "
+    "`openjmp predict --references {task}=FILE`. Forces and stress are physical without them."
 )
 
 _SCALE_FILE_NAMES = {
@@ -202,7 +222,77 @@ def _build(
     _check_keys(model, sd, source)
     # clone: the file is memory-mapped and holds more than the weights (optimizer moments)
     model.load_state_dict({k: v.clone() for k, v in sd.items()}, strict=True, assign=True)
+    for name, spec in (heads or {}).items():
+        info = {k: spec[k] for k in INFO_KEYS if k in spec}
+        if info:
+            try:
+                model.set_head_info(name, HeadInfo.from_dict(info))
+            except ConfigError as exc:
+                raise CheckpointError(f"{source}: head {name!r}: {exc}") from None
     return model.to(device=device, dtype=dtype).eval()
+
+
+def published_head_info(model: JMPModel) -> None:
+    """Give the heads of the authors' pre-training tasks what the published checkpoints
+    were trained with: the normalisation (`PUBLISHED_NORMALIZATION`, energies still missing
+    their references) and the task's graph setting."""
+    for task, (e_std, f_std) in PUBLISHED_NORMALIZATION.items():
+        graph = GRAPH_SETTINGS[task]
+        if f"{task}_energy" in model.heads:
+            missing = PUBLISHED_MISSING.format(task=task)
+            out = OutputTransform.energy(e_std, 0.0, missing=missing)
+            model.set_head_info(f"{task}_energy", HeadInfo(out, graph))
+        if f"{task}_forces" in model.heads:
+            model.set_head_info(f"{task}_forces", HeadInfo(OutputTransform.forces(f_std), graph))
+
+
+def legacy_head_info(model: JMPModel, metadata: Mapping[str, Any], hparams: Any) -> None:
+    """Head transforms (and graphs) of openjmp files written before heads carried them: from
+    the statistics their ``metadata`` kept (pre-training ``tasks``, fine-tuning ``targets``)."""
+    if metadata.get("kind") == "pretrain":
+        for t in metadata.get("tasks") or []:
+            name = t["name"]
+            refs = t.get("references")
+            energy = OutputTransform.energy(t["energy_std"], t["energy_mean"], refs)
+            if f"{name}_energy" in model.heads:
+                model.set_head_info(f"{name}_energy", output=energy)
+            if f"{name}_forces" in model.heads:
+                model.set_head_info(f"{name}_forces", output=OutputTransform.forces(t["force_std"]))
+        return
+    if metadata.get("kind") != "finetune":
+        return
+    graph = None
+    config = hparams.get("config") if isinstance(hparams, Mapping) else None
+    if isinstance(config, Mapping) and isinstance(config.get("data"), Mapping):
+        from openjmp.graph.spec import GraphSpec, max_neighbors_from_base
+
+        g = config["data"].get("graph") or {}
+        if g:
+            graph = GraphSpec(
+                cutoff=float(g.get("cutoff", 12.0)),
+                max_neighbors=max_neighbors_from_base(int(g.get("max_neighbors", 30))),
+                pbc=bool(g.get("pbc", False)),
+                dummy_cell=bool(g.get("dummy_cell", False)),
+                qint_tags=tuple(g.get("qint_tags", (1, 2))),
+                atom_count_caps=bool(g.get("atom_count_caps", False)),
+            )
+    for name, t in (metadata.get("targets") or {}).items():
+        refs = t.get("references")
+        if t.get("kind") == "energy_forces":
+            scale = float(t.get("energy_scale") or t.get("std", 1.0))
+            energy = OutputTransform.energy(scale, float(t.get("mean", 0.0)), refs)
+            if isinstance(model.heads["energy"] if "energy" in model.heads else None, EnergyHead):
+                model.set_head_info("energy", HeadInfo(energy, graph))
+            forces = model.heads["forces"] if "forces" in model.heads else None
+            if isinstance(forces, DirectForceHead):
+                model.set_head_info(
+                    "forces", HeadInfo(OutputTransform.forces(t["force_std"]), graph)
+                )
+            elif forces is not None:
+                model.set_head_info("forces", graph=graph)
+        elif name in model.heads:
+            out = OutputTransform.scalar(t.get("std", 1.0), t.get("mean", 0.0), refs)
+            model.set_head_info(name, HeadInfo(out, graph))
 
 
 def _from_authors(
@@ -235,6 +325,7 @@ def _from_authors(
     tasks = _authors_tasks(hparams, n_tasks, source)
     mapped, _task_steps = authors_to_ours(sd, tasks, source=str(source))
     model = _build(config, None, tasks, n_lin or 5, mapped, source, device, dtype)
+    published_head_info(model)
     if hparams is not None and hparams.get("backbone") is not None:
         print(LICENCE_NOTICE, file=sys.stderr)
     return model
@@ -260,9 +351,15 @@ def _from_openjmp(
     if not isinstance(heads, Mapping):
         raise CheckpointError(f"{source}: missing head specifications")
     try:
-        return _build(config, heads, None, 0, sd, source, device, dtype)
+        model = _build(config, heads, None, 0, sd, source, device, dtype)
     except ConfigError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
+    if not any(k in spec for spec in heads.values() for k in INFO_KEYS):
+        meta = ck.get("metadata")
+        legacy_head_info(
+            model, meta if isinstance(meta, Mapping) else {}, ck.get("hyper_parameters")
+        )
+    return model
 
 
 def load_checkpoint(
@@ -271,11 +368,14 @@ def load_checkpoint(
     ema: bool = True,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    references: Mapping[str, Any] | None = None,
 ) -> JMPModel:
     """Build a `JMPModel` from any supported checkpoint (module docstring), in eval mode.
 
     ema: use the EMA weights when the file has them (the authors' fine-tuning start point);
     False: the raw weights. Loading the authors' published weights prints their licence.
+    references: per-element linear references for energy heads, ``{task or head name: file or
+    table}`` (`set_references`): what the published checkpoints need for energies in eV.
     """
     source = Path(path)
     ck = read_checkpoint(source)
@@ -284,14 +384,41 @@ def load_checkpoint(
             f"{source}: expected a dict at the top level, got {type(ck).__name__}"
         )
     if ck.get("format") == OPENJMP_FORMAT:
-        return _from_openjmp(ck, source, ema, device, dtype)
-    if "state_dict" in ck:
-        return _from_authors(ck, source, ema, device, dtype, plain=False)
-    if "embedding.atom_embedding.weight" in ck:
-        return _from_authors(ck, source, ema, device, dtype, plain=True)
-    raise CheckpointError(
-        f"{source}: not a JMP checkpoint (no state_dict, no openjmp model, keys {list(ck)[:5]})"
-    )
+        model = _from_openjmp(ck, source, ema, device, dtype)
+    elif "state_dict" in ck:
+        model = _from_authors(ck, source, ema, device, dtype, plain=False)
+    elif "embedding.atom_embedding.weight" in ck:
+        model = _from_authors(ck, source, ema, device, dtype, plain=True)
+    else:
+        raise CheckpointError(
+            f"{source}: not a JMP checkpoint (no state_dict, no openjmp model, keys {list(ck)[:5]})"
+        )
+    for head, table in (references or {}).items():
+        set_references(model, head, table)
+    return model
+
+
+def set_references(model: JMPModel, head: str, table: Any) -> None:
+    """Complete energy head ``head`` (a head name or a task name, ``oc20`` -> ``oc20_energy``)
+    with per-element linear references: a file (`openjmp.io.references.read_references`: the
+    authors' ``linref.npz``, a JSON {element: eV}) or a (K,) table indexed by Z, eV."""
+    from openjmp.io.references import read_references
+
+    name = head if head in model.heads else f"{head}_energy"
+    if not isinstance(model.heads[name] if name in model.heads else None, EnergyHead):
+        energy = [n for n, h in model.heads.items() if isinstance(h, EnergyHead)]
+        raise ConfigError(f"references for {head!r}: no such energy head; energy heads: {energy}")
+    transform = model.output_transform(name)
+    if transform is None:
+        raise ConfigError(
+            f"references for {name!r}: the head has no output transform to complete (its "
+            "normalisation is unknown)"
+        )
+    if isinstance(table, (str, Path)):
+        values = read_references(table)
+    else:
+        values = [float(v) for v in table]
+    model.set_head_info(name, output=transform.with_references(values))
 
 
 def save_model(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from openjmp.errors import DataError
+from openjmp.records import N_ELEMENTS
 
 
 class AtomEmbedding(nn.Module):
     """Z (N,) int64 in 1..num_elements -> (N, emb_size); weight key ``atom_embedding.weight``."""
 
-    def __init__(self, num_elements: int = 120, emb_size: int = 256) -> None:
+    def __init__(self, num_elements: int = N_ELEMENTS, emb_size: int = 256) -> None:
         super().__init__()
         self.num_elements = num_elements
         self.atom_embedding = nn.Embedding(num_elements, emb_size)

@@ -5,6 +5,11 @@
 * `DirectForceHead`: per-edge MLP on the backbone's edge features (E, emb_edge) giving a scalar
   f_st, times the unit vector V_st (source -> target), summed onto the target atom: (N, 3) eV/Å.
 * `GradientForceHead`: F = -dE/dpositions of a named energy head (conservative forces).
+* `PooledHead`: pool first, then a linear map or a small MLP on standardised pooled features:
+  the frozen-backbone heads (ridge, MLP) as modules, so a frozen run is a model like any other.
+
+``is_scalar`` tells a per-structure property (`ScalarHead`, a scalar `PooledHead`) from an
+energy: predictions report properties apart, and only energies have forces and stress.
 
 The MLPs are the authors' ``Base.mlp``: ``nn.Sequential`` of Linear and activation layers,
 [emb] * num_mlps -> num_outputs, the last Linear without bias when it has one output; PyTorch's
@@ -18,6 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from openjmp.graph.scatter import segment_max, segment_mean, segment_sum
 from openjmp.model.gemnet_oc.layers import make_activation
 
 Pooling = Literal["sum", "mean", "max"]
@@ -42,17 +48,25 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+_REDUCED = (torch.float16, torch.bfloat16)
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 when autocast made it float16 / bfloat16 (else unchanged): sums of
+    per-atom energies keep 24 bits, not bfloat16's 8 (a 300 eV total would be off by 1 eV)."""
+    return x.float() if x.dtype in _REDUCED else x
+
+
 def pool(x: Tensor, batch: Tensor, num_graphs: int, reduction: Pooling) -> Tensor:
-    """(N, k) per-atom values -> (B, k) per structure by sum, mean or max."""
-    out = x.new_zeros(num_graphs, x.shape[1])
+    """(N, k) per-atom values -> (B, k) per structure by sum, mean or max (in float32 at least,
+    under mixed precision too)."""
+    x = at_least_float32(x)
     if reduction == "sum":
-        return out.index_add_(0, batch, x)
+        return segment_sum(x, batch, num_graphs)
     if reduction == "mean":
-        counts = torch.bincount(batch, minlength=num_graphs).clamp(min=1).to(x.dtype)
-        return out.index_add_(0, batch, x) / counts[:, None]
+        return segment_mean(x, batch, num_graphs)
     if reduction == "max":
-        idx = batch[:, None].expand_as(x)
-        return out.scatter_reduce(0, idx, x, reduce="amax", include_self=False)
+        return segment_max(x, batch, num_graphs)
     raise ValueError(f"unknown pooling {reduction!r}; use sum, mean or max")
 
 
@@ -60,6 +74,7 @@ class EnergyHead(nn.Module):
     """Per-atom MLP, pooled per structure: atom features (N, A) -> (B,) (or (B, k))."""
 
     input_kind = "atom"
+    is_scalar = False
 
     def __init__(
         self,
@@ -86,6 +101,48 @@ class EnergyHead(nn.Module):
 class ScalarHead(EnergyHead):
     """Graph-level scalar property (QM9, MatBench, QMOF): same computation as `EnergyHead`."""
 
+    is_scalar = True
+
+
+class PooledHead(EnergyHead):
+    """Pooled features (B, A) -> standardised -> Linear (``hidden`` None: a ridge fit) or
+    Linear-SiLU-Linear -> (B,) or (B, k). Buffers ``feature_mean`` / ``feature_std`` (A,) are
+    the standardisation of the features it was fitted on. Differentiable in the positions, so
+    an energy fitted this way has gradient forces too."""
+
+    feature_mean: Tensor
+    feature_std: Tensor
+
+    def __init__(
+        self,
+        emb_size: int,
+        *,
+        pooling: Pooling = "sum",
+        hidden: int | None = None,
+        num_outputs: int = 1,
+        scalar: bool = False,
+    ) -> None:
+        nn.Module.__init__(self)
+        if pooling not in ("sum", "mean", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}; use sum, mean or max")
+        self.pooling: Pooling = pooling
+        self.num_outputs = num_outputs
+        self.hidden = hidden
+        self.is_scalar = scalar
+        self.register_buffer("feature_mean", torch.zeros(emb_size))
+        self.register_buffer("feature_std", torch.ones(emb_size))
+        if hidden is None:
+            self.mlp = nn.Sequential(nn.Linear(emb_size, num_outputs))
+        else:
+            self.mlp = nn.Sequential(
+                nn.Linear(emb_size, hidden), nn.SiLU(), nn.Linear(hidden, num_outputs)
+            )
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        pooled = pool(x, batch, num_graphs, self.pooling)
+        y = self.mlp((pooled - self.feature_mean) / self.feature_std)
+        return y[:, 0] if self.num_outputs == 1 else y
+
 
 class DirectForceHead(nn.Module):
     """F_t = sum_{s->t} MLP(x_st) * V_st: edge features (E, F) -> forces (N, 3)."""
@@ -105,7 +162,7 @@ class DirectForceHead(nn.Module):
 
     def forward(self, x: Tensor, v_st: Tensor, idx_t: Tensor, num_atoms: int) -> Tensor:
         f_st = self.mlp(x) * v_st  # (E, 3)
-        return f_st.new_zeros(num_atoms, 3).index_add_(0, idx_t, f_st)
+        return segment_sum(f_st, idx_t, num_atoms)
 
 
 class GradientForceHead(nn.Module):
@@ -119,16 +176,3 @@ class GradientForceHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"energy={self.energy!r}"
-
-
-def gradient_forces(
-    energy: Tensor, pos: Tensor, *, create_graph: bool, retain_graph: bool | None = None
-) -> Tensor:
-    """-dE/dpos for per-structure energies (B,) and positions (N, 3) -> (N, 3).
-
-    With ``create_graph`` the forces stay differentiable (training on forces).
-    """
-    (grad,) = torch.autograd.grad(
-        energy.sum(), pos, create_graph=create_graph, retain_graph=retain_graph
-    )
-    return -grad

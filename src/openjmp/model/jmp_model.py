@@ -1,12 +1,17 @@
 """`JMPModel`: atom embedding + GemNet-OC backbone + a dictionary of named heads.
 
-``forward(batch)`` returns a dict: one entry per head (energies (B,) eV, forces (N, 3) eV/Å,
-scalars (B,) or (B, k)) and ``"embedding"``, the backbone's per-atom features (N, emb_atom).
+``forward(batch)`` returns a dict of *raw* head outputs: one entry per head (energies (B,),
+forces (N, 3), scalars (B,) or (B, k)), requested derivatives (gradient forces (N, 3), stress
+(B, 3, 3)) and ``"embedding"``, the backbone's per-atom features (N, emb_atom). Raw outputs are
+what training compares with normalised targets; `JMPModel.to_physical` is the one place they
+become eV, eV/Å, eV/Å³ and the scalar targets' units, with each head's `HeadInfo` (its output
+transform, graph setting and training elements, saved with the weights).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -24,11 +29,10 @@ from openjmp.model.heads import (
     DirectForceHead,
     EnergyHead,
     GradientForceHead,
+    PooledHead,
     ScalarHead,
 )
-from openjmp.model.heads import (
-    gradient_forces as neg_gradient,
-)
+from openjmp.model.outputs import INFO_KEYS, HeadInfo, OutputTransform
 
 PRETRAIN_TASKS: tuple[str, ...] = ("oc20", "oc22", "ani1x", "transition1x")
 """The authors' pre-training tasks, in head order (task index t of ``output.out_*.{t}``)."""
@@ -40,6 +44,7 @@ _HEAD_TYPES: dict[str, type[nn.Module]] = {
     "scalar": ScalarHead,
     "direct_forces": DirectForceHead,
     "gradient_forces": GradientForceHead,
+    "pooled": PooledHead,
 }
 
 
@@ -47,6 +52,15 @@ def head_spec(head: nn.Module) -> dict[str, Any]:
     """A JSON-able description of a head, enough to rebuild it (`head_from_spec`)."""
     if isinstance(head, GradientForceHead):
         return {"type": "gradient_forces", "energy": head.energy}
+    if isinstance(head, PooledHead):
+        return {
+            "type": "pooled",
+            "emb_size": int(head.feature_mean.shape[0]),
+            "pooling": head.pooling,
+            "hidden": head.hidden,
+            "num_outputs": head.num_outputs,
+            "scalar": head.is_scalar,
+        }
     if isinstance(head, EnergyHead):
         lin = [m for m in head.mlp if isinstance(m, nn.Linear)]
         return {
@@ -82,8 +96,8 @@ def _activation_name(seq: nn.Sequential) -> str | None:
 
 
 def head_from_spec(spec: Mapping[str, Any]) -> nn.Module:
-    """Inverse of `head_spec`."""
-    spec = dict(spec)
+    """Inverse of `head_spec` (the `HeadInfo` keys of a saved entry are ignored here)."""
+    spec = {k: v for k, v in spec.items() if k not in INFO_KEYS}
     kind = spec.pop("type", None)
     cls = _HEAD_TYPES.get(str(kind))
     if cls is None:
@@ -120,6 +134,8 @@ class JMPModel(nn.Module):
         if EMBEDDING_KEY in heads:
             raise ConfigError(f"head name {EMBEDDING_KEY!r} is reserved for the atom features")
         self.heads = nn.ModuleDict(dict(heads))
+        self.head_info: dict[str, HeadInfo] = {name: HeadInfo() for name in self.heads}
+        """What each head was trained with (`openjmp.model.outputs`); saved with the model."""
         for name, head in self.heads.items():
             if isinstance(head, DirectForceHead) and not config.direct_forces:
                 raise ConfigError(f"head {name!r} needs a backbone with direct_forces=True")
@@ -157,7 +173,63 @@ class JMPModel(nn.Module):
         self.backbone.memory_efficient = None if enabled is None else bool(enabled)
 
     def head_specs(self) -> dict[str, dict[str, Any]]:
-        return {name: head_spec(h) for name, h in self.heads.items()}
+        """Per head: its architecture (`head_spec`) and its `HeadInfo`, JSON-able."""
+        return {
+            name: {**head_spec(h), **self.head_info.get(name, HeadInfo()).to_dict()}
+            for name, h in self.heads.items()
+        }
+
+    def set_head_info(self, name: str, info: HeadInfo | None = None, **fields: Any) -> None:
+        """Set head ``name``'s `HeadInfo` (whole, or some of its fields)."""
+        if name not in self.heads:
+            raise ConfigError(f"unknown head {name!r}; heads: {list(self.heads)}")
+        base = info if info is not None else self.head_info.get(name, HeadInfo())
+        self.head_info[name] = replace(base, **fields) if fields else base
+
+    def output_transform(self, name: str) -> OutputTransform | None:
+        """The transform of head ``name``; a gradient-force head takes its energy head's."""
+        head = self.heads[name] if name in self.heads else None
+        if isinstance(head, GradientForceHead):
+            name = head.energy
+        info = self.head_info.get(name)
+        return None if info is None else info.output
+
+    def to_physical(
+        self,
+        outputs: Mapping[str, Tensor],
+        batch: Batch,
+        *,
+        derived: Mapping[str, str] | None = None,
+    ) -> dict[str, Tensor]:
+        """Raw outputs of `forward` -> physical units (the only place this happens).
+
+        Energies (B,) float64 eV; direct and gradient forces (N, 3) eV/Å; stress (B, 3, 3)
+        eV/Å³; scalars in their targets' units. ``derived`` names the extra outputs asked of
+        `forward` (``gradient_forces`` / ``stress``: output name -> energy head); their factor
+        is the energy head's scale. The embedding passes through. Raises `ConfigError` for a
+        head without a transform, or whose values are not physical (the message says why).
+        """
+        derived = dict(derived or {})
+        result: dict[str, Tensor] = {}
+        for name, value in outputs.items():
+            if name == EMBEDDING_KEY:
+                result[name] = value
+                continue
+            source = derived.get(name, name)
+            head = self.heads[source] if source in self.heads else None
+            if head is None:
+                raise ConfigError(f"output {name!r} is neither a head nor a derived output")
+            transform = self.output_transform(source)
+            if transform is None:
+                raise ConfigError(
+                    f"head {source!r} has no output transform: this model does not say what its "
+                    "raw outputs mean (ask for units='raw' to get them as they are)"
+                )
+            if name in derived or isinstance(head, GradientForceHead):
+                result[name] = value * transform.derivative_scale()
+            else:
+                result[name] = transform.apply(value, batch.atomic_numbers, batch.batch)
+        return result
 
     @property
     def dtype(self) -> torch.dtype:
@@ -170,30 +242,47 @@ class JMPModel(nn.Module):
         *,
         heads: Iterable[str] | None = None,
         gradient_forces: Mapping[str, str] | None = None,
+        stress: Mapping[str, str] | None = None,
         create_graph: bool | None = None,
     ) -> dict[str, Tensor]:
-        """Run the heads on a collated batch (positions Å; cast to the model's dtype).
+        """Run the heads on a collated batch (positions Å; cast to the model's dtype); raw
+        outputs (`to_physical` converts them).
 
         heads: names of the heads to run (default: all).
-        gradient_forces: extra outputs ``{name: energy head}``, -d(energy)/d(positions).
-        create_graph: keep gradient forces differentiable (default: ``self.training``).
+        gradient_forces: extra outputs ``{name: energy head}``, -d(energy)/d(positions) (N, 3).
+        stress: extra outputs ``{name: energy head}``, (1/V) d(energy)/d(strain) (B, 3, 3): the
+            derivative with respect to a symmetric strain ε of the cell, positions strained with
+            it (r -> r (1 + ε)), over the cell volume V (ASE's sign convention). Every structure
+            of the batch needs a cell of non-zero volume (`stress_volumes`).
+        create_graph: keep derivatives differentiable (default: ``self.training``).
         """
         selected = dict(self.heads.items()) if heads is None else {n: self.heads[n] for n in heads}
         grad_heads = {n: h.energy for n, h in selected.items() if isinstance(h, GradientForceHead)}
-        for name, energy in (gradient_forces or {}).items():
-            if not isinstance(self.heads[energy] if energy in self.heads else None, EnergyHead):
-                raise ConfigError(
-                    f"gradient forces of {energy!r}: not an energy head of this model"
-                )
-            grad_heads[name] = energy
-        for energy in grad_heads.values():
+        for kind, extra in (("gradient forces", gradient_forces), ("stress", stress)):
+            for energy in (extra or {}).values():
+                if not isinstance(self.heads[energy] if energy in self.heads else None, EnergyHead):
+                    raise ConfigError(f"{kind} of {energy!r}: not an energy head of this model")
+        grad_heads.update(gradient_forces or {})
+        stress_heads = dict(stress or {})
+        for energy in [*grad_heads.values(), *stress_heads.values()]:
             selected.setdefault(energy, self.heads[energy])
         dtype = self.dtype
         pos = batch.pos.to(dtype)
-        if grad_heads and not pos.requires_grad:
+        cell = batch.cell.to(dtype)
+        derivatives = bool(grad_heads or stress_heads)
+        if derivatives and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
-        with torch.set_grad_enabled(torch.is_grad_enabled() or bool(grad_heads)):
-            graph = gemnet_graph(batch, pos)
+        strain = None
+        if stress_heads:
+            volume = stress_volumes(batch).to(dtype)
+            strain = torch.zeros(batch.num_graphs, 3, 3, dtype=dtype, device=pos.device)
+            strain.requires_grad_(True)
+        with torch.set_grad_enabled(torch.is_grad_enabled() or derivatives):
+            if strain is not None:
+                sym = 0.5 * (strain + strain.transpose(1, 2))
+                pos = pos + torch.einsum("ni,nij->nj", pos, sym[batch.batch])
+                cell = cell + torch.bmm(cell, sym)
+            graph = gemnet_graph(batch, pos, cell=cell)
             h = self.embedding(batch.atomic_numbers)
             out = self.backbone(h, graph)
             mode_e, mode_f = self.backbone.checkpoint_modes(graph)
@@ -217,15 +306,36 @@ class JMPModel(nn.Module):
                     )
             if create_graph is None:
                 create_graph = self.training
-            names = list(grad_heads)
-            for i, name in enumerate(names):
-                energy = results[grad_heads[name]]
-                results[name] = neg_gradient(
-                    energy,
-                    pos,
+            # one backward pass per energy head, for its forces and stress together
+            energies = list(dict.fromkeys([*grad_heads.values(), *stress_heads.values()]))
+            for i, energy in enumerate(energies):
+                wants_stress = energy in stress_heads.values()
+                inputs = [pos, strain] if wants_stress else [pos]
+                grads = torch.autograd.grad(
+                    results[energy].sum(),
+                    inputs,
                     create_graph=create_graph,
-                    retain_graph=create_graph or i < len(names) - 1,
+                    retain_graph=create_graph or i < len(energies) - 1,
                 )
+                for name, e in grad_heads.items():
+                    if e == energy:
+                        results[name] = -grads[0]
+                for name, e in stress_heads.items():
+                    if e == energy:
+                        results[name] = grads[1] / volume[:, None, None]
         if out.energy is not None:
             results[EMBEDDING_KEY] = out.energy
         return results
+
+
+def stress_volumes(batch: Batch) -> Tensor:
+    """(B,) |det(cell)| Å³ of every structure, for the stress; `ConfigError` when a structure
+    has no cell of non-zero volume (a molecule: stress is not defined)."""
+    volume = torch.linalg.det(batch.cell.to(torch.float64)).abs()
+    bad = torch.nonzero(volume < 1e-6).flatten().tolist()
+    if bad:
+        raise ConfigError(
+            f"stress needs a cell of non-zero volume; structure(s) {bad[:5]} of the batch have "
+            "none (a molecule has no stress)"
+        )
+    return volume

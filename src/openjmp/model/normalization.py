@@ -11,7 +11,9 @@ Use::
     refs = ElementReferences(coeff)                 # (K,), indexed by Z, eV per atom
     norm = Normalizer(mean=0.0, std=24.9)           # eV
     y = norm.normalize(refs.subtract(energy, batch.atomic_numbers, batch.batch))
-    energy_pred = refs.add(norm.denormalize(y_pred), batch.atomic_numbers, batch.batch)
+
+Turning a prediction back into eV is the model's job (`openjmp.model.outputs.OutputTransform`,
+built from these numbers and saved with every head).
 
 The buffers are float64 so that large total energies (−10⁵ eV for MD22) keep their digits;
 every method returns the dtype of its input.
@@ -24,8 +26,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-NUM_ELEMENTS = 120
-"""Rows of a default reference table: index Z = 0..119 (index 0 unused)."""
+from openjmp.graph.scatter import segment_sum
+from openjmp.records import N_ELEMENTS
 
 
 class ElementReferences(nn.Module):
@@ -50,13 +52,13 @@ class ElementReferences(nn.Module):
         self.register_buffer("references", ref)
 
     @classmethod
-    def zeros(cls, num_elements: int = NUM_ELEMENTS) -> ElementReferences:
+    def zeros(cls, num_elements: int = N_ELEMENTS) -> ElementReferences:
         """No referencing (all zeros)."""
         return cls(torch.zeros(num_elements, dtype=torch.float64))
 
     @classmethod
     def from_mapping(
-        cls, values: Mapping[int, float], num_elements: int = NUM_ELEMENTS
+        cls, values: Mapping[int, float], num_elements: int = N_ELEMENTS
     ) -> ElementReferences:
         """From {Z: eV}; elements not listed get 0."""
         ref = torch.zeros(num_elements, dtype=torch.float64)
@@ -82,19 +84,13 @@ class ElementReferences(nn.Module):
                     f"atomic number {z_max} has no linear reference (table covers Z < "
                     f"{self.num_elements}); refit the references on data that contains it"
                 )
-        per_atom = self.references[atomic_numbers.long()]
-        out = torch.zeros(num_structures, dtype=torch.float64, device=per_atom.device)
-        return out.index_add_(0, batch, per_atom)
+        per_atom = self.references[atomic_numbers.long()].to(torch.float64)
+        return segment_sum(per_atom, batch, num_structures)
 
     def subtract(self, energy: Tensor, atomic_numbers: Tensor, batch: Tensor) -> Tensor:
         """(B,) energy − Σ ref, in ``energy``'s dtype (eV)."""
         ref = self.per_structure(atomic_numbers, batch, energy.shape[0])
         return (energy.to(torch.float64) - ref).to(energy.dtype)
-
-    def add(self, energy: Tensor, atomic_numbers: Tensor, batch: Tensor) -> Tensor:
-        """(B,) energy + Σ ref, in ``energy``'s dtype (eV): undoes `subtract`."""
-        ref = self.per_structure(atomic_numbers, batch, energy.shape[0])
-        return (energy.to(torch.float64) + ref).to(energy.dtype)
 
     def extra_repr(self) -> str:
         return f"num_elements={self.num_elements}"

@@ -23,6 +23,7 @@ import torch
 
 from openjmp.errors import CheckpointError, ConfigError
 from openjmp.graph.batch import Batch
+from openjmp.io.safe_pickle import safe_torch_load
 from openjmp.model.jmp_model import JMPModel
 
 FittedMode = Literal["replace", "ignore", "error"]
@@ -115,8 +116,6 @@ def save_scale_file(values: Mapping[str, float], path: str | Path) -> Path:
 
 def load_scale_file(path: str | Path) -> dict[str, float]:
     """Read a JSON scale file or the authors' ``.pt`` dict (safely: no code is run)."""
-    from openjmp.model.safe_pickle import safe_torch_load
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: scale file not found")

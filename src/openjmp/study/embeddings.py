@@ -13,6 +13,7 @@ from openjmp.config import PretrainConfig
 from openjmp.config.common import GraphConfig
 from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
+from openjmp.graph.scatter import segment_mean
 from openjmp.io import read_records
 from openjmp.model.checkpoint import load_checkpoint
 from openjmp.model.jmp_model import EMBEDDING_KEY
@@ -20,7 +21,7 @@ from openjmp.study.tasks import DemoTask
 
 
 def _sources(pretrain: PretrainConfig, tasks: Sequence[DemoTask]):
-    for d in pretrain.datasets:
+    for d in pretrain.resolved_datasets():
         src = d.val or d.train
         yield d.name, d.format, src.path, dict(src.options), d.graph
     seen = set()
@@ -59,8 +60,6 @@ def pooled_embeddings(
             )
             h = model(batch)[EMBEDDING_KEY]
             n = batch.num_graphs
-            pooled = torch.zeros(n, h.shape[1]).index_add_(0, batch.batch, h)
-            pooled = pooled / batch.natoms.to(pooled.dtype).unsqueeze(1)
-            feats.append(pooled.numpy())
+            feats.append(segment_mean(h, batch.batch, n).numpy())
             labels += [name] * n
     return np.concatenate(feats), labels

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from openjmp.study import plots
+from openjmp import plots
 
 PAPER_AVERAGE_IMPROVEMENT = 0.59
 """JMP's average error reduction over training from scratch, 40 tasks (Shoghi et al. 2024)."""

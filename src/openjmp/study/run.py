@@ -56,7 +56,7 @@ def _flat(x: Any) -> list[float]:
 def _finetune(
     task: DemoTask, arm: str, seed: int, pretrain_cfg, ckpt: Path, budget: Budget, out: Path
 ) -> ArmRun:
-    from openjmp.train.finetune import run_finetune
+    from openjmp.train.finetune.run import run_finetune
 
     cfg = finetune_config(
         task, pretrain_cfg, budget, checkpoint=ckpt if arm == "pretrained" else None, seed=seed

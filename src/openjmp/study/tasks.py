@@ -183,18 +183,8 @@ def _hms(seconds: int) -> str:
 
 def pretrain_config(corpus: Path, budget: Budget, seed: int = 0) -> PretrainConfig:
     """The ``demo`` pre-training preset pointed at ``corpus``, within ``budget``."""
-    c = Path(corpus)
-    paths = [
-        ("0.train.path", c / "oc20_like/s2ef/train"),
-        ("0.val.path", c / "oc20_like/s2ef/val_id"),
-        ("1.train.path", c / "oc22_like/s2ef-total/train"),
-        ("1.val.path", c / "oc22_like/s2ef-total/val_id"),
-        ("2.train.path", c / "ani1x_like/ani1x-release.h5"),
-        ("3.train.path", c / "transition1x_like/transition1x.h5"),
-        ("3.val.path", c / "transition1x_like/transition1x.h5"),
-    ]
     warmup = max(1, min(50, budget.pretrain_steps // 10))
-    overrides = [f"datasets.{k}={v}" for k, v in paths] + [
+    overrides = [f"data_root={Path(corpus)}"] + [
         f"schedule.max_steps={budget.pretrain_steps}",
         f"schedule.warmup_steps={warmup}",
         f"trainer.max_steps={budget.pretrain_steps}",

@@ -16,7 +16,7 @@ A pre-trained (or fresh) embedding + GemNet-OC backbone, new heads from the conf
   ``early_stopping.min_lr`` (the authors' second stopping rule).
 
 Gradient forces need autograd in validation and test: run it with a Trainer built with
-``inference_mode=False`` (`openjmp.train.finetune` does). Clipping (value 1.0), EMA and early
+``inference_mode=False`` (`openjmp.train.finetune.full` does). Clipping (value 1.0), EMA and early
 stopping are stock Lightning (Trainer arguments and callbacks).
 
 The hyper-parameters (``config`` as JSON, the ``backbone`` dict, the fitted ``stats``) are saved
@@ -38,9 +38,10 @@ from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.jmp_model import JMPModel, head_from_spec, head_spec
+from openjmp.model.outputs import HeadInfo
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_targets import Target, build_target, check_heads, target_name
-from openjmp.tasks.optimizer import adamw
+from openjmp.tasks.optimizer import configure_optimization, optimization_settings
 from openjmp.tasks.param_groups import freeze, llrd_param_groups, scale_shared_gradients
 from openjmp.tasks.schedules import WarmupCosineRLP, epochs_to_steps, llrd_min_lr_factor
 
@@ -114,6 +115,21 @@ class FinetuneTask(pl.LightningModule):
             heads[name] = head_from_spec(spec)
         self.model = JMPModel(bb, heads)
         self.model.set_activation_checkpointing(self.config.model.activation_checkpointing)
+        graph = self.config.data.graph.spec()
+        self.derived: dict[str, str] = {}
+        for name, t in targets.items():
+            elements = stats.get(name, {}).get("elements")
+            transforms = t.output_transforms()
+            for head in t.model_heads(bb):
+                self.model.set_head_info(
+                    head,
+                    HeadInfo(
+                        transforms.get(head),
+                        graph,
+                        None if elements is None else tuple(elements),
+                    ),
+                )
+            self.derived.update(t.derived())
         self.num_blocks = bb.num_blocks
         try:
             self.frozen = (
@@ -127,11 +143,18 @@ class FinetuneTask(pl.LightningModule):
                 f"monitor.metric {self.config.monitor.metric!r} is not produced by these heads; "
                 f"available: {', '.join(available)}"
             )
+        self.optimization = optimization_settings(
+            self.config.optimizer,
+            self.config.schedule,
+            monitor_mode=self.config.monitor.mode,
+            precision=self.config.precision,
+        )
         self.steps_per_epoch = steps_per_epoch
         self.stopped_by_min_lr = False
         self.history: list[tuple[int, float]] = []
         self.train_losses: list[tuple[int, float]] = []
         self._val = MetricAccumulator(targets)
+        self._outputs = {k for t in targets.values() for k in t.outputs()}
 
     # ----------------------------------------------------------------- model calls
     @property
@@ -147,12 +170,22 @@ class FinetuneTask(pl.LightningModule):
         return self
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        """Physical predictions: ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, scalars (B,), class
-        logits (B, C)."""
-        out = self.model(batch)
-        preds: dict[str, Tensor] = {}
+        """Physical predictions: ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``stress`` (B, 6)
+        eV/Å³ Voigt when trained, scalars (B,) in their units, class logits (B, C)."""
+        return self.physical(self.model_outputs(batch), batch)
+
+    def model_outputs(self, batch: Batch) -> dict[str, Tensor]:
+        """Raw outputs of every model head (and the stress, when a target trains on it)."""
+        return self.model(batch, stress=self.derived or None)
+
+    def physical(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        """Raw outputs -> physical predictions: model heads through `JMPModel.to_physical`
+        (the conversion `openjmp.predict` uses), the other targets through their own."""
+        raw = {k: v for k, v in out.items() if k in self.model.heads or k in self.derived}
+        converted = self.model.to_physical(raw, batch, derived=self.derived)
+        preds = {k: v for k, v in converted.items() if k in self._outputs}
         for t in self.targets.values():
-            preds.update(t.predict(out, batch))
+            preds.update(t.predict({**out, **converted}, batch))
         return preds
 
     def labels(self, batch: Batch) -> dict[str, Tensor]:
@@ -163,7 +196,7 @@ class FinetuneTask(pl.LightningModule):
 
     def losses(self, batch: Batch) -> dict[str, Tensor]:
         """Per-target losses (normalised units) of one batch."""
-        out = self.model(batch)
+        out = self.model_outputs(batch)
         return {name: t.loss(out, batch) for name, t in self.targets.items()}
 
     def transfer_batch_to_device(
@@ -193,77 +226,42 @@ class FinetuneTask(pl.LightningModule):
             scale_shared_gradients(self.model, num_blocks=self.num_blocks)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = self.config
-        opt_cfg = cfg.optimizer
         named = [(n, p) for n, p in self.model.named_parameters()]
         named += [(f"targets.{n}", p) for n, p in self.targets.named_parameters()]
-        groups = llrd_param_groups(named, opt_cfg.lr, cfg.llrd or {}, self.num_blocks)
+        o = self.optimization
+        groups = llrd_param_groups(named, o.lr, self.config.llrd or {}, self.num_blocks)
         if not groups:
             raise ConfigError("nothing to train: every parameter is frozen")
-        optimizer = adamw(
-            groups,
-            lr=opt_cfg.lr,
-            betas=opt_cfg.betas,
-            eps=opt_cfg.eps,
-            weight_decay=opt_cfg.weight_decay,
-            amsgrad=opt_cfg.amsgrad,
-        )
         warmup, total = self.schedule_steps()
-        sched_cfg = cfg.schedule
-        plateau = sched_cfg.plateau
-        scheduler = WarmupCosineRLP(
-            optimizer,
-            warmup_steps=warmup,
-            max_steps=total,
-            warmup_start_factor=sched_cfg.warmup_start_factor,
-            min_lr_factors=[
-                llrd_min_lr_factor(g["lr_scale"], sched_cfg.min_lr_factor) for g in groups
-            ],
-            rlp_mode=cfg.monitor.mode,
-            rlp_factor=plateau.factor,
-            rlp_patience=plateau.patience,
-            rlp_threshold=plateau.threshold,
-            rlp_threshold_mode=plateau.threshold_mode,
-            rlp_min_lr=plateau.min_lr,
-            rlp_eps=plateau.eps,
-            rlp_cooldown=plateau.cooldown,
+        floors = [llrd_min_lr_factor(g["lr_scale"], o.min_lr_factor) for g in groups]
+        return configure_optimization(
+            groups, o, warmup_steps=warmup, max_steps=total, min_lr_factors=floors
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
 
     def schedule_steps(self) -> tuple[int, int]:
         """(warm-up steps W, cosine end M) in optimizer steps."""
-        s = self.config.schedule
+        s = self.optimization
         accum = self.config.trainer.accumulate_grad_batches
         needs_epochs = s.warmup_steps is None or s.max_steps is None
         if needs_epochs and not self.steps_per_epoch:
             raise ConfigError("the schedule is in epochs: FinetuneTask needs steps_per_epoch")
-        per_epoch = self.steps_per_epoch or 1
-        warmup = (
-            s.warmup_steps
-            if s.warmup_steps is not None
-            else epochs_to_steps(s.warmup_epochs, per_epoch * accum, accum)
-        )  # type: ignore[arg-type]
-        total = (
-            s.max_steps
-            if s.max_steps is not None
-            else epochs_to_steps(s.max_epochs, per_epoch * accum, accum)
-        )  # type: ignore[arg-type]
-        total = max(total, warmup + 1)
-        return int(warmup), int(total)
+        batches = (self.steps_per_epoch or 1) * accum
+
+        def steps(n: int | None, epochs: float | None) -> int:
+            return int(n) if n is not None else epochs_to_steps(epochs or 0.0, batches, accum)
+
+        warmup = steps(s.warmup_steps, s.warmup_epochs)
+        return warmup, max(steps(s.max_steps, s.max_epochs), warmup + 1)
 
     # ----------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
         self._val.reset()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        out = self.model(batch)  # gradient forces switch autograd on inside the model
-        preds: dict[str, Tensor] = {}
+        out = self.model_outputs(batch)  # gradient forces switch autograd on inside the model
+        preds = self.physical(out, batch)
         loss = out["embedding"].new_zeros(())
         for t in self.targets.values():
-            preds.update(t.predict(out, batch))
             loss = loss + t.loss(out, batch).detach()
         self._val.update(preds, self.labels(batch), batch)
         self._val.add("loss/sum", loss * batch.num_graphs)
@@ -346,9 +344,10 @@ class FinetuneTask(pl.LightningModule):
         return {
             "kind": "finetune",
             "targets": targets,
-            "heads_predict": "energy: E = sum(references[Z]) + mean + energy_scale * y eV, "
-            "forces: energy_scale * y (gradient) or force_std * y (direct) eV/A; scalars: "
-            "sum(references[Z]) + mean + std * y",
+            "heads_predict": "each head's 'output' transform (openjmp.model.outputs): energy: "
+            "E = sum(references[Z]) + mean + energy_scale * y eV, forces: energy_scale * y "
+            "(gradient) or force_std * y (direct) eV/A; scalars: sum(references[Z]) + mean + "
+            "std * y",
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

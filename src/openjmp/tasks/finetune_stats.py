@@ -4,14 +4,13 @@ For every configured head the fields the config leaves open (null) are computed 
 *training* part of the data (jmp-reference §2.3, §3.3; the presets give the paper's constants):
 
 * per-element linear references (``fit: true``): least squares of the label on element counts,
-  no intercept (`fit_references`, the authors' linref fit); ``path`` (.npz key ``coeff``) or
-  ``values`` are read as given;
+  no intercept (`openjmp.data.statistics.fit_element_references`, the authors' linref fit);
+  ``path`` (.npz key ``coeff``) or ``values`` are read as given;
 * mean and population std of the referenced label (energy eV, scalar in its unit);
 * the force std: RMS of the force components, eV/Å (the authors' "force std"; mean 0).
 
-`fit_references` also takes ``offsets``: the label minus a prediction per structure, so the
-references can be fitted to the residual of a pre-trained model's predictions instead of to the
-label itself (`residual_statistics`).
+The references can also be fitted to the residual of a pre-trained model's predictions instead
+of to the label itself (`residual_statistics`).
 
 The result is a JSON-able dict ``{head name: {"references": [..] | None, "mean", "std",
 "force_std"}}`` stored with the fine-tuned model, so predictions can always be de-normalised.
@@ -20,7 +19,6 @@ The result is a JSON-able dict ``{head name: {"references": [..] | None, "mean",
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,11 +31,14 @@ from openjmp.config.finetune import (
     ScalarHead,
     SpatialExtentHead,
 )
+from openjmp.data.statistics import element_counts as _element_counts
+from openjmp.data.statistics import fit_element_references
 from openjmp.errors import ConfigError, DataError
-from openjmp.records import AtomsRecord
+from openjmp.io.references import read_references
+from openjmp.io.target_units import target_unit
+from openjmp.records import N_ELEMENTS, AtomsRecord
 from openjmp.tasks.finetune_targets import ENERGY, HeadConfig, target_name
 
-N_ELEMENTS = 120
 Stats = dict[str, dict[str, Any]]
 
 
@@ -64,25 +65,10 @@ def record_label(record: AtomsRecord, key: str, what: str) -> float:
 
 def element_counts(records: Sequence[AtomsRecord]) -> np.ndarray:
     """(n, 120) int64: atoms of each element per structure."""
-    out = np.zeros((len(records), N_ELEMENTS), dtype=np.int64)
-    for i, r in enumerate(records):
-        out[i] = np.bincount(r.atomic_numbers, minlength=N_ELEMENTS)[:N_ELEMENTS]
-    return out
-
-
-def fit_references(
-    counts: np.ndarray, labels: np.ndarray, offsets: np.ndarray | None = None
-) -> np.ndarray:
-    """(120,) per-element values minimising ‖counts · c − (labels − offsets)‖, no intercept;
-    elements absent from the data get 0 (minimum-norm least squares)."""
-    y = np.asarray(labels, np.float64) - (
-        0.0 if offsets is None else np.asarray(offsets, np.float64)
-    )
-    present = np.flatnonzero(counts.sum(0) > 0)
-    coeff = np.zeros(N_ELEMENTS)
-    if len(y):
-        coeff[present] = np.linalg.lstsq(counts[:, present].astype(np.float64), y, rcond=None)[0]
-    return coeff
+    if not len(records):
+        return np.zeros((0, N_ELEMENTS), np.int64)
+    z = np.concatenate([r.atomic_numbers for r in records])
+    return _element_counts(z, np.array([r.natoms for r in records], np.int64))
 
 
 def _read_references(
@@ -90,17 +76,9 @@ def _read_references(
 ) -> np.ndarray:
     if refs.fit:
         assert labels is not None
-        return fit_references(counts, labels)
+        return fit_element_references(counts, labels)
     if refs.path is not None:
-        path = Path(refs.path)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                coeff = np.asarray(npz["coeff"], np.float64)
-        except (OSError, KeyError, ValueError) as exc:
-            raise ConfigError(
-                f"linear_references.path {path}: cannot read key 'coeff' ({exc})"
-            ) from None
-        return coeff
+        return read_references(refs.path)
     return np.asarray(refs.values, np.float64)
 
 
@@ -166,19 +144,25 @@ def _energy_stats(
             out["mean"], out["std"] = float(norm.mean), float(norm.std)  # type: ignore[arg-type]
     f_std = head.force_normalization.std
     if f_std is None:
-        sq, n = 0.0, 0
-        for r in records:
-            if r.forces is None:
-                raise DataError(r.source, r.index, f"{what} needs forces, the structure has none")
-            sq += float(np.square(r.forces).sum())
-            n += r.forces.size
-        f_std = float(np.sqrt(sq / n)) if n else 0.0
-        if not f_std > 0:
-            raise ConfigError(
-                f"{what}: the training forces are all zero; set force_normalization.std"
-            )
+        f_std = _component_rms(records, "forces", what, "set force_normalization.std")
     out["force_std"] = float(f_std)
     return out
+
+
+def _component_rms(records: Sequence[AtomsRecord], label: str, what: str, fix: str) -> float:
+    """RMS component of every record's ``label`` array (forces eV/Å, stress eV/Å³): the
+    normalisation of that label's loss. Every record must carry it; all zero is an error."""
+    sq, n = 0.0, 0
+    for r in records:
+        values = getattr(r, label)
+        if values is None:
+            raise DataError(r.source, r.index, f"{what} trains on {label}, the structure has none")
+        sq += float(np.square(values).sum())
+        n += values.size
+    rms = float(np.sqrt(sq / n)) if n else 0.0
+    if not rms > 0:
+        raise ConfigError(f"{what}: the training {label} are all zero; {fix}")
+    return rms
 
 
 def _scalar_stats(
@@ -205,20 +189,34 @@ def _scalar_stats(
     return out
 
 
-def resolve_statistics(heads: Sequence[HeadConfig], train: Sequence[AtomsRecord]) -> Stats:
-    """{head name: statistics} for ``heads`` on the training records ``train`` (module doc)."""
+def resolve_statistics(
+    heads: Sequence[HeadConfig], train: Sequence[AtomsRecord], *, fmt: str | None = None
+) -> Stats:
+    """{head name: statistics} for ``heads`` on the training records ``train`` (module doc).
+
+    Every entry also lists the ``elements`` (atomic numbers) of the training records; scalar
+    entries the ``unit`` of their target in format ``fmt`` (`openjmp.io.target_units`).
+    """
     if len(train) == 0:
         raise ConfigError("the training split is empty")
     counts = element_counts(train)
+    elements = np.flatnonzero(counts.sum(0)).tolist()
+    dataset = train[0].dataset
     out: Stats = {}
     for head in heads:
         name = target_name(head)
         if isinstance(head, EnergyForcesHead | ForcesHead):
             out[name] = _energy_stats(head, train, counts)
+            if isinstance(head, EnergyForcesHead) and head.stress_coefficient > 0:
+                out[name]["stress_std"] = _component_rms(
+                    train, "stress", f"head {head.kind}", "set stress_coefficient: 0"
+                )
         elif isinstance(head, ScalarHead | SpatialExtentHead):
             out[name] = _scalar_stats(head, train, counts)
+            out[name]["unit"] = target_unit(fmt, head.target, dataset)
         elif isinstance(head, ClassificationHead):
             out[name] = {}
+        out[name]["elements"] = elements
     return out
 
 
@@ -243,7 +241,7 @@ def residual_statistics(
     pred = np.asarray(predictions, np.float64)
     if pred.shape != labels.shape:
         raise ValueError(f"predictions have shape {pred.shape}, the labels {labels.shape}")
-    coeff = fit_references(counts, labels, pred)
+    coeff = fit_element_references(counts, labels - pred)
     resid = _referenced(counts, labels, coeff) - pred
     mean, std = _moments(resid, keep_normalization or Normalization(), f"head {name!r} residual")
     new = {k: dict(v) for k, v in stats.items()}

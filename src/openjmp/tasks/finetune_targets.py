@@ -5,7 +5,8 @@ the buffers that turn network outputs into physical units (`ElementReferences`, 
 
 * `EnergyForcesTarget` (``energy_forces`` / ``forces``): an energy head (per-atom MLP without
   biases, summed) and forces, gradient (F = −∂E/∂r) or direct (edge MLP × unit vectors).
-  Outputs ``energy`` (B,) eV and ``forces`` (N, 3) eV/Å.
+  Outputs ``energy`` (B,) eV and ``forces`` (N, 3) eV/Å; with a stress coefficient also
+  ``stress`` (B, 6) eV/Å³ Voigt, (1/V) ∂E/∂ε by autograd.
 * `ScalarTarget` (``scalar``): per-atom MLP pooled by sum/mean/max; output ``<name>`` (B,).
 * `SpatialExtentTarget` (``spatial_extent``, QM9 R²): R² = Σ_i q_i ‖r_i − r_COM‖², q_i from a
   bias-free per-atom MLP, mass-weighted centre; output ``<name>`` (B,), the label's unit.
@@ -19,8 +20,11 @@ the normalised force F/σ_F = −∂u/∂r: the authors' force loss, number for 
 s = σ_E. The energy loss is always |E − E_label| / σ_E.
 
 Energy and scalar heads live in the `JMPModel` (``model_heads``) so the backbone model can be
-saved and used alone; the spatial-extent and classification heads are modules of their own that
-read the model's per-atom features (``outputs["embedding"]``).
+saved and used alone, with the transform that makes their outputs physical
+(``output_transforms``, `openjmp.model.outputs`): predictions of model heads go through
+`JMPModel.to_physical`, the one conversion that `openjmp.predict` and the calculator use too.
+The spatial-extent and classification heads are modules of their own that read the model's
+per-atom features (``outputs["embedding"]``) and convert their own outputs (``predict``).
 """
 
 from __future__ import annotations
@@ -41,16 +45,19 @@ from openjmp.config.finetune import (
 )
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
+from openjmp.graph.scatter import segment_sum
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.heads import DirectForceHead, EnergyHead, GradientForceHead, mlp, pool
 from openjmp.model.heads import ScalarHead as ScalarHeadModule
 from openjmp.model.normalization import ElementReferences, Normalizer
+from openjmp.model.outputs import OutputTransform, voigt
 from openjmp.tasks.losses import classification_loss, energy_force_loss, scalar_loss
 
 HeadConfig = EnergyForcesHead | ForcesHead | ScalarHead | SpatialExtentHead | ClassificationHead
 
 ENERGY = "energy"
 FORCES = "forces"
+STRESS = "stress"
 NUM_MLPS = 5
 """Linear layers of every new head (the authors' ``[d] * 5 -> out`` MLPs)."""
 
@@ -76,13 +83,22 @@ class Target(nn.Module):
         """Heads to place in the `JMPModel` (name -> module); may be empty."""
         return {}
 
+    def output_transforms(self) -> dict[str, OutputTransform]:
+        """How the raw outputs of its `model_heads` become physical units (head -> transform)."""
+        return {}
+
+    def derived(self) -> dict[str, str]:
+        """Extra model outputs it needs: ``{output: energy head}`` of stress (`JMPModel.forward`)."""
+        return {}
+
     def outputs(self) -> tuple[str, ...]:
-        """Names of the physical predictions (keys of `predict`)."""
+        """Names of the physical predictions (model-head outputs, or keys of `predict`)."""
         return (self.name,)
 
     def predict(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        """Physical predictions from the model outputs."""
-        raise NotImplementedError
+        """Physical predictions of the heads that are not model heads (model heads are
+        converted by `JMPModel.to_physical`)."""
+        return {}
 
     def labels(self, batch: Batch) -> dict[str, Tensor]:
         """Physical labels of the batch, same keys and shapes as `predict` (classes: (B,))."""
@@ -110,7 +126,9 @@ class EnergyForcesTarget(Target):
 
     Buffers: ``references`` (K,) eV by Z, ``energy_norm`` (μ_E, σ_E) eV, ``force_std`` σ_F eV/Å,
     ``energy_scale`` s eV (σ_F with gradient forces, else σ_E, module docstring; or the
-    statistics' ``energy_scale`` for a head started from a checkpoint's head).
+    statistics' ``energy_scale`` for a head started from a checkpoint's head). With a stress
+    coefficient the loss compares stresses over ``stats["stress_std"]`` (eV/Å³, the RMS stress
+    component of the training split).
     """
 
     kind = "energy_forces"
@@ -125,11 +143,10 @@ class EnergyForcesTarget(Target):
         self.energy_key = head.energy_target
         self.energy_coefficient = 0.0 if self.forces_only else float(head.energy_coefficient)
         self.force_coefficient = float(head.force_coefficient)
-        if isinstance(head, EnergyForcesHead) and head.stress_coefficient > 0:
-            raise ConfigError(
-                "heads: stress training is not supported yet (the model has no strain "
-                "derivative); set stress_coefficient: 0"
-            )
+        self.stress_coefficient = (
+            float(head.stress_coefficient) if isinstance(head, EnergyForcesHead) else 0.0
+        )
+        self.stress_std = float(stats.get("stress_std") or 1.0)
         # energy head present unless the energy is neither trained nor needed for the forces
         self.has_energy = self.gradient or not self.forces_only
         self.references = _references(stats.get("references"))
@@ -159,21 +176,33 @@ class EnergyForcesTarget(Target):
             )
         return heads
 
+    def output_transforms(self) -> dict[str, OutputTransform]:
+        out: dict[str, OutputTransform] = {}
+        if self.has_energy:
+            refs = self.references.references
+            out[ENERGY] = OutputTransform.energy(
+                float(self.energy_scale),
+                float(self.energy_norm.mean),
+                None if not bool(refs.any()) else refs.tolist(),
+            )
+        if not self.gradient:
+            out[FORCES] = OutputTransform.forces(float(self.force_std))
+        return out
+
+    def derived(self) -> dict[str, str]:
+        return {STRESS: ENERGY} if self.stress_coefficient > 0 else {}
+
     def outputs(self) -> tuple[str, ...]:
-        return (ENERGY, FORCES) if self.has_energy else (FORCES,)
+        names = (ENERGY, FORCES) if self.has_energy else (FORCES,)
+        return (*names, STRESS) if self.stress_coefficient > 0 else names
+
+    def predict(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        """The stress in Voigt order (the model's physical (B, 3, 3) from `to_physical`)."""
+        return {STRESS: voigt(out[STRESS])} if STRESS in out and out[STRESS].ndim == 3 else {}
 
     def _force_factor(self) -> Tensor:
         """Raw force output -> eV/Å."""
         return self.energy_scale if self.gradient else self.force_std
-
-    def predict(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        f = out[FORCES]
-        res = {FORCES: f * self._force_factor().to(f.dtype)}
-        if self.has_energy:
-            u = out[ENERGY].to(torch.float64)
-            e = u * self.energy_scale + self.energy_norm.mean
-            res[ENERGY] = self.references.add(e, batch.atomic_numbers, batch.batch)
-        return res
 
     def labels(self, batch: Batch) -> dict[str, Tensor]:
         """Forces, and the energy when the batch has it (always when the energy is trained)."""
@@ -188,7 +217,20 @@ class EnergyForcesTarget(Target):
         )
         if self.has_energy and (has_label or not self.forces_only):
             res[ENERGY] = _label(batch, self.energy_key, what).to(torch.float64)
+        if self.stress_coefficient > 0:
+            if batch.stress is None:
+                raise ConfigError(f"{what} trains on stress but the batch has no stress labels")
+            res[STRESS] = batch.stress.to(torch.float64)
         return res
+
+    def _stress_loss(self, out: Mapping[str, Tensor], batch: Batch) -> Tensor:
+        """coef · mean |σ̂ − σ| / σ_std over the Voigt components of the batch."""
+        raw = out[STRESS]
+        if batch.stress is None:
+            raise ConfigError("the energy/forces head trains on stress but the batch has none")
+        pred = voigt(raw) * (self.energy_scale / self.stress_std).to(raw.dtype)
+        true = (batch.stress.to(torch.float64) / self.stress_std).to(raw.dtype)
+        return scalar_loss(pred, true, self.stress_coefficient)
 
     def loss(self, out: Mapping[str, Tensor], batch: Batch) -> Tensor:
         f = out[FORCES]
@@ -209,7 +251,7 @@ class EnergyForcesTarget(Target):
         e_true = self.energy_norm.normalize(
             self.references.subtract(e_lab, batch.atomic_numbers, batch.batch)
         ).to(u.dtype)
-        return energy_force_loss(
+        loss = energy_force_loss(
             e_pred,
             e_true,
             f_pred,
@@ -217,6 +259,9 @@ class EnergyForcesTarget(Target):
             energy_coef=self.energy_coefficient,
             force_coef=self.force_coefficient,
         )
+        if self.stress_coefficient > 0:
+            loss = loss + self._stress_loss(out, batch)
+        return loss
 
 
 class ScalarTarget(Target):
@@ -232,6 +277,7 @@ class ScalarTarget(Target):
         self.coefficient = float(head.loss_coefficient)
         self.references = _references(stats.get("references"))
         self.norm = Normalizer(float(stats.get("mean", 0.0)), float(stats.get("std", 1.0)))
+        self.unit = str(stats.get("unit", ""))
 
     def model_heads(self, backbone: GemNetOCConfig) -> dict[str, nn.Module]:
         return {
@@ -243,9 +289,16 @@ class ScalarTarget(Target):
             )
         }
 
-    def predict(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
-        y = self.norm.denormalize(out[self.name].to(torch.float64))
-        return {self.name: self.references.add(y, batch.atomic_numbers, batch.batch)}
+    def output_transforms(self) -> dict[str, OutputTransform]:
+        refs = self.references.references
+        return {
+            self.name: OutputTransform.scalar(
+                self.norm.std.tolist(),
+                self.norm.mean.tolist(),
+                None if not bool(refs.any()) else refs.tolist(),
+                unit=self.unit,
+            )
+        }
 
     def labels(self, batch: Batch) -> dict[str, Tensor]:
         return {self.name: _label(batch, self.key, f"head {self.name!r}").to(torch.float64)}
@@ -287,10 +340,10 @@ class SpatialExtentTarget(Target):
         m = _masses(batch.atomic_numbers).to(x.dtype)
         b = batch.batch
         n = batch.num_graphs
-        total = pos.new_zeros(n).index_add_(0, b, m)
-        com = pos.new_zeros(n, 3).index_add_(0, b, pos * m[:, None]) / total[:, None]
+        total = segment_sum(m, b, n)
+        com = segment_sum(pos * m[:, None], b, n) / total[:, None]
         r2 = ((pos - com[b]) ** 2).sum(-1)
-        return pos.new_zeros(n).index_add_(0, b, q * r2)
+        return segment_sum(q * r2, b, n)
 
     def predict(self, out: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         return {self.name: self.norm.denormalize(self._raw(out, batch).to(torch.float64))}

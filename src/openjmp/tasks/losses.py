@@ -28,13 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from openjmp.graph.scatter import segment_mean, segment_sum
+
 PAIRWISE_EPS = 1e-6
 """The eps that ``F.pairwise_distance`` adds to the difference before the norm (authors' value)."""
-
-
-def _segment_sum(values: Tensor, index: Tensor, size: int) -> Tensor:
-    out = values.new_zeros((size, *values.shape[1:]))
-    return out.index_add_(0, index, values)
 
 
 def force_distance(pred: Tensor, target: Tensor) -> Tensor:
@@ -107,15 +104,14 @@ def pretrain_loss(
     atoms = torch.arange(forces_target.shape[0], device=forces_pred.device)
     f_err = force_distance(forces_pred[atoms, atom_task], forces_target)  # (N,)
     f_atom = force_coef.to(f_err)[atom_task] * f_err
-    natoms = torch.bincount(batch, minlength=num_structures).to(f_atom).clamp(min=1)
-    f_loss = _segment_sum(f_atom, batch, num_structures) / natoms  # (B,) per-structure mean
+    f_loss = segment_mean(f_atom, batch, num_structures)  # (B,) per-structure mean
 
     energy = e_loss.mean()
     force = f_loss.mean()
     with torch.no_grad():
-        count = _segment_sum(torch.ones_like(e_loss), task_index, num_tasks)
-        e_task = _segment_sum(e_loss.detach(), task_index, num_tasks) / count
-        f_task = _segment_sum(f_loss.detach(), task_index, num_tasks) / count
+        count = segment_sum(torch.ones_like(e_loss), task_index, num_tasks)
+        e_task = segment_sum(e_loss.detach(), task_index, num_tasks) / count
+        f_task = segment_sum(f_loss.detach(), task_index, num_tasks) / count
     return PretrainLoss(energy + force, energy, force, e_task, f_task)
 
 
@@ -210,8 +206,8 @@ def energy_error_sums(
     err = (pred.detach() - target.detach()).abs().to(torch.float64)
     ones = torch.ones_like(err)
     return ErrorSums(
-        _segment_sum(err, dataset_index, num_datasets),
-        _segment_sum(ones, dataset_index, num_datasets),
+        segment_sum(err, dataset_index, num_datasets),
+        segment_sum(ones, dataset_index, num_datasets),
     )
 
 
@@ -229,6 +225,6 @@ def force_error_sums(
     err = ((pred.detach() - target.detach()).abs().to(torch.float64) * free).sum(1)
     n = free.squeeze(1) * 3
     return ErrorSums(
-        _segment_sum(err, atom_dataset_index, num_datasets),
-        _segment_sum(n, atom_dataset_index, num_datasets),
+        segment_sum(err, atom_dataset_index, num_datasets),
+        segment_sum(n, atom_dataset_index, num_datasets),
     )

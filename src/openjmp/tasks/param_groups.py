@@ -21,6 +21,9 @@ All three work on parameter *names* in the authors' backbone naming (``backbone.
 
 3. Freezing: ``freeze(model, ["embedding", "blocks_0", "backbone.bases.*"])`` sets
    ``requires_grad = False`` on every match of a named set or an fnmatch glob.
+
+The named sets (`openjmp.model.parameter_sets.named_patterns`) and the check of LLRD group
+names belong to the model's parameter tree and live there.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from openjmp.model.parameter_sets import check_llrd_multipliers, named_patterns
 
 SHARED_BASIS_LAYERS: tuple[str, ...] = (
     "mlp_rbf_tint",
@@ -111,27 +116,6 @@ def scale_shared_gradients(
 # ------------------------------------------------------------------------ named parameter sets
 
 
-def named_patterns(num_blocks: int) -> dict[str, list[str]]:
-    """Named sets of parameter globs (the authors' PARAMETER_PATTERNS, fixed where they were broken).
-
-    ``embedding``, ``bases``, ``backbone``, ``int_blocks_i``, ``out_blocks_j``, ``blocks_i``
-    (int_blocks.i + out_blocks.(i+1), blocks_0 also out_blocks.0), ``out_mlp`` (final MLPs).
-    """
-    sets: dict[str, list[str]] = {
-        "embedding": ["embedding.*"],
-        "bases": ["backbone.bases.*"],
-        "backbone": ["backbone.*"],
-        "out_mlp": ["backbone.out_mlp_E.*", "backbone.out_mlp_F.*"],
-    }
-    for i in range(num_blocks):
-        sets[f"int_blocks_{i}"] = [f"backbone.int_blocks.{i}.*"]
-        sets[f"blocks_{i}"] = [f"backbone.int_blocks.{i}.*", f"backbone.out_blocks.{i + 1}.*"]
-    sets["blocks_0"].append("backbone.out_blocks.0.*")
-    for j in range(num_blocks + 1):
-        sets[f"out_blocks_{j}"] = [f"backbone.out_blocks.{j}.*"]
-    return sets
-
-
 def matching_names(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
     """Names matching any fnmatch glob, in the given order."""
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
@@ -151,27 +135,15 @@ def llrd_multipliers_for_depth(
     are rounded to 3 decimals so presets read cleanly.
     """
     ref = [reference[f"blocks_{i}"] for i in range(sum(k.startswith("blocks_") for k in reference))]
-    out = {"embedding": reference["embedding"]}
+    out = {"embedding": reference["embedding"]} if "embedding" in reference else {}
     for i in range(num_blocks):
+        if len(ref) == 1:
+            out[f"blocks_{i}"] = ref[0]
+            continue
         x = i * (len(ref) - 1) / max(num_blocks - 1, 1)
         lo = min(int(x), len(ref) - 2)
         out[f"blocks_{i}"] = round(ref[lo] + (x - lo) * (ref[lo + 1] - ref[lo]), 3)
     return out
-
-
-def check_llrd_multipliers(multipliers: Mapping[str, float], num_blocks: int) -> None:
-    """Raise ValueError for group names other than embedding / blocks_0..blocks_{n-1}, or
-    multipliers that are not positive."""
-    allowed = {"embedding", *(f"blocks_{i}" for i in range(num_blocks))}
-    unknown = sorted(set(multipliers) - allowed)
-    if unknown:
-        raise ValueError(
-            f"unknown layer-wise LR group(s) {unknown} for a {num_blocks}-block backbone; "
-            f"allowed: embedding, blocks_0..blocks_{num_blocks - 1}"
-        )
-    bad = {k: v for k, v in multipliers.items() if not v > 0}
-    if bad:
-        raise ValueError(f"layer-wise LR multipliers must be positive: {bad}")
 
 
 def llrd_param_groups(

@@ -30,14 +30,15 @@ import torch
 from torch import Tensor, nn
 
 from openjmp.graph.batch import Batch
+from openjmp.graph.spec import GraphSpec
 from openjmp.model.checkpoint import OPENJMP_FORMAT, OPENJMP_FORMAT_VERSION
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.jmp_model import JMPModel
 from openjmp.model.normalization import ElementReferences, Normalizer
+from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.tasks.losses import energy_error_sums, force_error_sums, pretrain_loss
-from openjmp.tasks.optimizer import adamw
+from openjmp.tasks.optimizer import OptimizationSettings, configure_optimization
 from openjmp.tasks.param_groups import scale_shared_gradients
-from openjmp.tasks.schedules import pretrain_scheduler
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class DatasetTask:
         references: (K,) per-element energies, eV, indexed by Z.
         energy_mean, energy_std: eV; force_std: eV/Å (see the module docstring).
         energy_coefficient, force_coefficient: λ_E, λ_F.
+        graph: the graph setting of the dataset (saved with the heads; None: not recorded).
+        elements: atomic numbers of its training data (saved with the heads; None: unknown).
     """
 
     name: str
@@ -58,23 +61,19 @@ class DatasetTask:
     force_std: float
     energy_coefficient: float = 1.0
     force_coefficient: float = 1.0
+    graph: GraphSpec | None = None
+    elements: tuple[int, ...] | None = None
 
-
-@dataclass(frozen=True)
-class OptimizationSettings:
-    """AdamW and the warm-up + cosine schedule (per optimizer step)."""
-
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    amsgrad: bool = False
-    warmup_steps: int = 2000
-    warmup_start_factor: float = 0.2
-    min_lr_factor: float = 0.1
-    max_steps: int | None = None
-    """Schedule length; None: ``max_epochs`` × optimizer steps per epoch."""
-    max_epochs: float | None = 2.0
+    def head_info(self) -> dict[str, HeadInfo]:
+        """What its two heads were trained with: the inverse of its normalisation, the graph
+        setting and the elements (`openjmp.model.outputs`)."""
+        energy = OutputTransform.energy(self.energy_std, self.energy_mean, self.references)
+        return {
+            f"{self.name}_energy": HeadInfo(energy, self.graph, self.elements),
+            f"{self.name}_forces": HeadInfo(
+                OutputTransform.forces(self.force_std), self.graph, self.elements
+            ),
+        }
 
 
 def disable_dropout_boost(model: JMPModel) -> None:
@@ -105,7 +104,7 @@ class PretrainTask(pl.LightningModule):
         self,
         config: GemNetOCConfig,
         tasks: Sequence[DatasetTask],
-        optimization: OptimizationSettings = OptimizationSettings(),
+        optimization: OptimizationSettings | None = None,
         *,
         shared_gradient_scaling: bool = True,
         activation_checkpointing: bool | None = None,
@@ -118,6 +117,9 @@ class PretrainTask(pl.LightningModule):
         self.task_index = {n: i for i, n in enumerate(self.task_names)}
         self.model = JMPModel.pretraining(config, self.task_names).to(dtype)
         self.model.set_activation_checkpointing(activation_checkpointing)
+        for t in self.tasks:
+            for head, info in t.head_info().items():
+                self.model.set_head_info(head, info)
         self.references = nn.ModuleDict(
             {t.name: ElementReferences(list(t.references)) for t in self.tasks}
         )
@@ -131,7 +133,7 @@ class PretrainTask(pl.LightningModule):
         self.register_buffer(
             "force_coef", torch.tensor([t.force_coefficient for t in self.tasks], dtype=dtype)
         )
-        self.optimization = optimization
+        self.optimization = optimization or OptimizationSettings()
         self.shared_gradient_scaling = shared_gradient_scaling
         self._steps_per_epoch = steps_per_epoch
         # histories kept in checkpoints, so a resumed run reports the whole run
@@ -220,28 +222,14 @@ class PretrainTask(pl.LightningModule):
             scale_shared_gradients(self.model, num_blocks=self.model.config.num_blocks)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        o = self.optimization
-        # AdamW on a single group: weight decay on every parameter, biases and embeddings too
-        optimizer = adamw(
+        # AdamW on a single group: weight decay on every parameter, biases and embeddings too;
+        # linear warm-up from 0.2x, cosine to 0.1x, stepped after every optimizer step
+        return configure_optimization(
             self.parameters(),
-            lr=o.lr,
-            betas=o.betas,
-            eps=o.eps,
-            weight_decay=o.weight_decay,
-            amsgrad=o.amsgrad,
-        )
-        scheduler = pretrain_scheduler(
-            optimizer,
-            warmup_steps=o.warmup_steps,
+            self.optimization,
+            warmup_steps=int(self.optimization.warmup_steps or 0),
             max_steps=self.schedule_steps(),
-            warmup_start_factor=o.warmup_start_factor,
-            min_factor=o.min_lr_factor,
         )
-        # stepped after every optimizer step (linear warm-up from 0.2x, cosine to 0.1x)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
 
     def schedule_steps(self) -> int:
         """Optimizer steps of the whole cosine schedule."""
@@ -354,8 +342,8 @@ class PretrainTask(pl.LightningModule):
                 }
                 for t in self.tasks
             ],
-            "heads_predict": "normalised energies and forces: E = y * energy_std + energy_mean "
-            "+ sum(references[Z]) eV, F = y * force_std eV/Å",
+            "heads_predict": "each head's 'output' transform (openjmp.model.outputs): E = "
+            "sum(references[Z]) + energy_mean + energy_std * y eV, F = force_std * y eV/Å",
             "edge_dropout": self.model.config.edge_dropout,
         }
 

@@ -13,14 +13,23 @@
   truncated ``last.ckpt``.
 * `LastCheckpoint`: ``last.ckpt`` after every validation, every N steps and at the final step
   or epoch, written inside the training loop (after the EMA update) where Lightning's resume
-  bookkeeping expects it; so a killed run resumes, and a finished one continues exactly.
+  bookkeeping expects it, and when training stops anywhere else (early stopping, a time
+  limit), before the EMA replaces the weights; so a killed run resumes, and a finished one
+  continues exactly. Pre-training and fine-tuning use the same one.
 * `lr_monitor`: the learning rate in the logs, per optimizer step.
+* `ElapsedTime`: the run's wall time over all its launches, stored in every checkpoint, so a
+  resumed run reports its whole time (`elapsed_time`).
+
+Checkpoints are saved with ``weights_only=False`` said explicitly (what Lightning defaults to,
+with an info message at every save) and loaded by `AtomicCheckpointIO` through openjmp's
+allow-listed unpickler (`openjmp.io.safe_pickle.safe_torch_load`): a checkpoint never runs
+code when it is read, whatever torch's own ``weights_only`` default.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,8 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from openjmp.io.paths import clean_stale_temporaries, temporary_path
 
 LAST = "last"
 
@@ -61,6 +72,14 @@ class EMA(EMAWeightAveraging):
             self._device = trainer.strategy.root_device
         super().setup(trainer, pl_module, stage)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # last.ckpt must hold the raw weights of the final step: write it before the stock
+        # callback copies the average into the model
+        for cb in trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(cb, LastCheckpoint):
+                cb.save_if_behind(trainer)
+        super().on_train_end(trainer, pl_module)
+
 
 def ema_callback(decay: float) -> EMA:
     """EMA of the parameters, ema ← decay · ema + (1 − decay) · θ after every optimizer step."""
@@ -85,10 +104,13 @@ class LastCheckpoint(Callback):
 
     Written after every validation of the fit, every ``every_n_steps`` optimizer steps when set,
     and after the run's final step (``max_steps``) or epoch, always inside the training loop,
-    where Lightning's resume bookkeeping expects checkpoints. (Lightning's own ``save_last``
+    where Lightning's resume bookkeeping expects checkpoints; and at the end of training when
+    it stopped elsewhere (early stopping, ``max_time``), before the `EMA` callback copies the
+    average into the model (it calls `save_if_behind` first). (Lightning's own ``save_last``
     only follows saves of the best checkpoint, so it lags when the monitored loss stops
-    improving.) Must come after the EMA callback in the Trainer's list, so the saved average
-    includes the step.
+    improving; it is switched off for the best-checkpoint callbacks of the same directory,
+    which are brought up to date before each save here.) Must come after the EMA callback in
+    the Trainer's list, so the saved average includes the step.
     """
 
     def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
@@ -96,9 +118,25 @@ class LastCheckpoint(Callback):
         self.every_n_steps = every_n_steps
         self._saved_step = -1
 
+    def _best(self, trainer: pl.Trainer) -> list[ModelCheckpoint]:
+        return [
+            cb
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint) and Path(cb.dirpath or "") == self.path.parent
+        ]
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        for cb in self._best(trainer):
+            cb.save_last = False  # this callback writes last.ckpt
+
     def _save(self, trainer: pl.Trainer) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
+
+    def save_if_behind(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` unless it already holds this step."""
+        if trainer.state.fn == "fit" and trainer.global_step != self._saved_step:
+            self._save(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         step = trainer.global_step
@@ -117,7 +155,12 @@ class LastCheckpoint(Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
+            for cb in self._best(trainer):  # the best file first (idempotent within a step)
+                cb.on_validation_end(trainer, pl_module)
             self._save(trainer)  # also after a save at this step: adds the validation record
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save_if_behind(trainer)  # runs without EMA (with it, the EMA's hook came first)
 
 
 def lr_monitor() -> LearningRateMonitor:
@@ -125,7 +168,9 @@ def lr_monitor() -> LearningRateMonitor:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`TorchCheckpointIO` that writes through a temporary file + `os.replace` (module doc)."""
+    """`TorchCheckpointIO` that writes through a temporary file + `os.replace` and reads with
+    openjmp's allow-listed unpickler (module doc). Temporary files of killed runs are removed at
+    the next save of the same checkpoint."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -134,9 +179,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        clean_stale_temporaries(path)
+        tmp = temporary_path(path)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 torch.save(checkpoint, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -144,3 +190,48 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        from openjmp.errors import CheckpointError
+        from openjmp.io.safe_pickle import safe_torch_load
+
+        try:
+            return safe_torch_load(
+                path, map_location="cpu" if map_location is None else map_location
+            )
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: checkpoint not found") from None
+        except Exception as exc:  # noqa: BLE001 - unpickling, zip and EOF errors on a bad file
+            raise CheckpointError(f"{path}: cannot load the checkpoint ({exc})") from None
+
+
+class ElapsedTime(Callback):
+    """Wall time of a run over all its launches (module doc).
+
+    ``started``: when this launch began (``time.perf_counter()``, default: now). The total at
+    each checkpoint save is stored in it; a resumed launch adds its own time to that.
+    """
+
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
+        self.before = 0.0  # seconds of earlier launches, up to their last checkpoint
+
+    def total(self) -> float:
+        """Seconds of the whole run so far."""
+        return self.before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed": self.total()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict.get("elapsed", 0.0))
+
+
+def elapsed_time(trainer: pl.Trainer, started: float) -> float:
+    """The run's whole wall time: the trainer's `ElapsedTime`, or the time since ``started``."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, ElapsedTime):
+            return cb.total()
+    return time.perf_counter() - started

@@ -1,7 +1,7 @@
 """`MultiDatasetDataModule`: the data side of multi-dataset training, from config sections.
 
-For every dataset (a `DatasetSpec`: name, format, train / val sources or a split, graph setting,
-linear references and normalisation) it
+For every dataset (a `PretrainDataset` config section: name, format, train / val sources or a
+split, graph setting, linear references and normalisation) it
 
 1. reads each source once into a record cache under ``cache_dir`` (`openjmp.train.sources`);
 2. cuts the train / val parts (a separate val source, or `openjmp.train.splits` on one source);
@@ -17,7 +17,8 @@ up-sampling, sharded by rank), fixed-size or capped in atoms, through a `Resumab
 validation batches from an in-order shard of every validation part. Use it with
 ``Trainer(use_distributed_sampler=False)``.
 
-Fine-tuning can reuse it with a single dataset (``sampling=None`` means no up-sampling).
+The loaders themselves are `GraphDataModule`'s, the base that fine-tuning's data module
+(`openjmp.train.finetune.data`) shares.
 """
 
 from __future__ import annotations
@@ -30,15 +31,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from openjmp.config.common import (
-    ForceNormalization,
-    GraphConfig,
-    LinearReferences,
-    LoaderConfig,
-    Normalization,
-    SourceConfig,
-    SplitConfig,
-)
+from openjmp.config.common import LoaderConfig
+from openjmp.config.pretrain import PretrainDataset, SamplingConfig
 from openjmp.data.cache import RecordStore
 from openjmp.data.sampling import ExpansionPlan, TemperatureSampler
 from openjmp.errors import ConfigError
@@ -49,40 +43,11 @@ from openjmp.train.sources import open_source
 from openjmp.train.splits import split_indices
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One dataset as the data module needs it (a `PretrainDataset` config has these fields)."""
-
-    name: str
-    format: str
-    train: SourceConfig
-    val: SourceConfig | None = None
-    split: SplitConfig | None = None
-    graph: GraphConfig = GraphConfig()
-    linear_references: LinearReferences | None = None
-    energy_normalization: Normalization = Normalization()
-    force_normalization: ForceNormalization = ForceNormalization()
-
-    @classmethod
-    def from_config(cls, d: object) -> DatasetSpec:
-        """From any config object with these attribute names (e.g. `PretrainDataset`)."""
-        return cls(**{f: getattr(d, f) for f in cls.__dataclass_fields__})
-
-
-@dataclass(frozen=True)
-class SamplingSpec:
-    """Up-sampling of the training parts (see `openjmp.data.sampling.ExpansionPlan`)."""
-
-    mode: str = "temperature"
-    temperature: float = 2.0
-    ratios: dict[str, float] | None = None
-
-
 @dataclass
 class PreparedDataset:
     """A dataset after step 1-3 of the module docstring."""
 
-    spec: DatasetSpec
+    spec: PretrainDataset
     train_store: RecordStore
     train_indices: np.ndarray
     val_store: RecordStore
@@ -90,7 +55,7 @@ class PreparedDataset:
     normalization: TargetNormalization
 
 
-def prepare_dataset(spec: DatasetSpec, cache_dir: Path) -> PreparedDataset:
+def prepare_dataset(spec: PretrainDataset, cache_dir: Path) -> PreparedDataset:
     """Read (or reopen) the sources, cut the parts and resolve the normalisation of ``spec``."""
     cache_dir = Path(cache_dir)
     train_store = open_source(spec.format, spec.train, cache_dir, label=f"{spec.name}-train")
@@ -120,7 +85,101 @@ def prepare_dataset(spec: DatasetSpec, cache_dir: Path) -> PreparedDataset:
     return PreparedDataset(spec, train_store, train_idx, val_store, val_idx, norm)
 
 
-class MultiDatasetDataModule(pl.LightningDataModule):
+class GraphDataModule(pl.LightningDataModule):
+    """What every openjmp data module does with its built graph datasets: training batches
+    from a `TemperatureSampler` over ``plan`` (sharded by rank), fixed-size or capped in atoms,
+    through a `ResumableDataLoader` whose position checkpoints save; evaluation batches from an
+    in-order shard of a dataset. Use with ``Trainer(use_distributed_sampler=False)``.
+
+    Subclasses build ``train_set`` (a `GraphDataset` or `ConcatGraphDataset`), ``val_set``,
+    ``test_set`` (None when there is none) and the ``plan`` over the training parts, then call
+    ``super().__init__(loader, seed)`` first.
+    """
+
+    train_set: GraphDataset | ConcatGraphDataset
+    val_set: GraphDataset | ConcatGraphDataset | None
+    test_set: GraphDataset | ConcatGraphDataset | None = None
+    plan: ExpansionPlan
+
+    def __init__(self, loader: LoaderConfig, seed: int) -> None:
+        super().__init__()
+        self.loader_config = loader
+        self.seed = int(seed)
+        self._train_natoms: np.ndarray | None = None
+        self._train_loader: ResumableDataLoader | None = None
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (int(trainer.global_rank), int(trainer.world_size))
+
+    def _batch_sampler(self, rank: int, world_size: int) -> KeyedBatchSampler:
+        cfg = self.loader_config
+        sampler = TemperatureSampler(self.plan, seed=self.seed, rank=rank, world_size=world_size)
+        if cfg.max_atoms_per_batch is None:
+            return KeyedBatchSampler(sampler, batch_size=cfg.batch_size)
+        if self._train_natoms is None:
+            self._train_natoms = self.train_set.natoms()
+        return KeyedBatchSampler(
+            sampler,
+            batch_size=cfg.batch_size,
+            max_atoms=cfg.max_atoms_per_batch,
+            natoms=self._train_natoms,
+        )
+
+    def _no_full_batch(self, world: int) -> str:
+        """The error when an epoch makes no full training batch."""
+        return (
+            f"one training epoch of {self.plan.epoch_size} structures makes no full batch of "
+            f"{self.loader_config.batch_size} per rank on {world} rank(s)"
+        )
+
+    def train_batches_per_epoch(self, world_size: int | None = None) -> int:
+        """Training batches per rank in one (expanded) epoch (epoch 0 for atom-capped batches);
+        ConfigError when that is not one full batch."""
+        world = self._rank_world()[1] if world_size is None else world_size
+        n = len(self._batch_sampler(0, world))
+        if n == 0:
+            raise ConfigError(self._no_full_batch(world))
+        return n
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        if self._train_loader is None:
+            rank, world = self._rank_world()
+            workers = self.loader_config.num_workers
+            self._train_loader = ResumableDataLoader(
+                self.train_set,
+                self._batch_sampler(rank, world),
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+        return self._train_loader
+
+    def eval_loader(
+        self, dataset: GraphDataset | ConcatGraphDataset, *, shard: bool = True
+    ) -> torch.utils.data.DataLoader:
+        """In-order batches of ``dataset`` (this rank's shard unless ``shard=False``)."""
+        cfg = self.loader_config
+        rank, world = self._rank_world() if shard else (0, 1)
+        return sharded_eval_loader(
+            dataset,
+            cfg.eval_batch_size or cfg.batch_size,
+            rank=rank,
+            world_size=world,
+            num_workers=cfg.num_workers,
+        )
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.val_set is None:
+            raise ConfigError("no validation data")
+        return self.eval_loader(self.val_set)
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.test_set is None:
+            raise ConfigError("no test data: give data.test or a split with a test part")
+        return self.eval_loader(self.test_set)
+
+
+class MultiDatasetDataModule(GraphDataModule):
     """Graph datasets, samplers and loaders of several datasets (see the module docstring).
 
     Args:
@@ -135,19 +194,17 @@ class MultiDatasetDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        datasets: Sequence[DatasetSpec],
+        datasets: Sequence[PretrainDataset],
         loader: LoaderConfig,
         cache_dir: Path,
         *,
-        sampling: SamplingSpec | None = None,
+        sampling: SamplingConfig | None = None,
         edge_dropout: float = 0.0,
         seed: int = 0,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        super().__init__()
-        self.loader_config = loader
+        super().__init__(loader, seed)
         self.sampling = sampling
-        self.seed = int(seed)
         self.prepared = [prepare_dataset(d, cache_dir) for d in datasets]
         names = self.names
         self.train_set = ConcatGraphDataset(
@@ -178,11 +235,9 @@ class MultiDatasetDataModule(pl.LightningDataModule):
         else:
             ratios = None if sampling.ratios is None else [sampling.ratios[n] for n in names]
             self.plan = ExpansionPlan.build(
-                sizes, sampling.mode, temperature=sampling.temperature, ratios=ratios,  # type: ignore[arg-type]
+                sizes, sampling.mode, temperature=sampling.temperature, ratios=ratios,
                 names=names,
             )  # fmt: skip
-        self._train_natoms: np.ndarray | None = None
-        self._train_loader: ResumableDataLoader | None = None
 
     @property
     def names(self) -> list[str]:
@@ -191,56 +246,3 @@ class MultiDatasetDataModule(pl.LightningDataModule):
     @property
     def normalizations(self) -> dict[str, TargetNormalization]:
         return {p.spec.name: p.normalization for p in self.prepared}
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1
-        return int(trainer.global_rank), int(trainer.world_size)
-
-    def _batch_sampler(self, rank: int, world_size: int) -> KeyedBatchSampler:
-        cfg = self.loader_config
-        sampler = TemperatureSampler(self.plan, seed=self.seed, rank=rank, world_size=world_size)
-        if cfg.max_atoms_per_batch is None:
-            return KeyedBatchSampler(sampler, batch_size=cfg.batch_size)
-        if self._train_natoms is None:
-            self._train_natoms = self.train_set.natoms()
-        return KeyedBatchSampler(
-            sampler,
-            batch_size=cfg.batch_size,
-            max_atoms=cfg.max_atoms_per_batch,
-            natoms=self._train_natoms,
-        )
-
-    def train_batches_per_epoch(self, world_size: int | None = None) -> int:
-        """Training batches per rank in one (expanded) epoch (epoch 0 for atom-capped batches)."""
-        world = self._rank_world()[1] if world_size is None else world_size
-        n = len(self._batch_sampler(0, world))
-        if n == 0:
-            raise ConfigError(
-                f"one training epoch of {self.plan.epoch_size} structures makes no full batch of "
-                f"{self.loader_config.batch_size} per rank on {world} rank(s)"
-            )
-        return n
-
-    def train_dataloader(self) -> ResumableDataLoader:
-        if self._train_loader is None:
-            rank, world = self._rank_world()
-            self._train_loader = ResumableDataLoader(
-                self.train_set,
-                self._batch_sampler(rank, world),
-                num_workers=self.loader_config.num_workers,
-                persistent_workers=self.loader_config.num_workers > 0,
-            )
-        return self._train_loader
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        rank, world = self._rank_world()
-        cfg = self.loader_config
-        return sharded_eval_loader(
-            self.val_set,
-            cfg.eval_batch_size or cfg.batch_size,
-            rank=rank,
-            world_size=world,
-            num_workers=cfg.num_workers,
-        )

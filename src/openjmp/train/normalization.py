@@ -21,9 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from openjmp.config.common import ForceNormalization, LinearReferences, Normalization
-from openjmp.data.cache import RecordStore, atomic_write_bytes
-from openjmp.data.statistics import N_ELEMENTS, compute_statistics, fit_linear_references
+from openjmp.data.cache import RecordStore
+from openjmp.data.statistics import compute_statistics, fit_linear_references
 from openjmp.errors import ConfigError, DataError
+from openjmp.io.paths import atomic_write_bytes
+from openjmp.io.references import read_references
+from openjmp.records import N_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class TargetNormalization:
         energy_std: eV, divides the referenced, centred energy.
         force_std: eV/Å, divides forces (their mean stays 0, so they stay equivariant).
         mean_natoms: mean atoms per training structure (JMP's force-loss weight), for reports.
+        elements: atomic numbers present in the training part (empty: not recorded).
     """
 
     references: tuple[float, ...]
@@ -43,6 +47,7 @@ class TargetNormalization:
     energy_std: float
     force_std: float
     mean_natoms: float = float("nan")
+    elements: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -55,6 +60,7 @@ class TargetNormalization:
             energy_std=float(data["energy_std"]),  # type: ignore[arg-type]
             force_std=float(data["force_std"]),  # type: ignore[arg-type]
             mean_natoms=float(data.get("mean_natoms", float("nan"))),  # type: ignore[arg-type]
+            elements=tuple(int(z) for z in data.get("elements", ())),  # type: ignore[attr-defined]
         )
 
 
@@ -62,14 +68,7 @@ def _given_references(refs: LinearReferences, name: str) -> np.ndarray:
     if refs.values is not None:
         return np.asarray(refs.values, dtype=np.float64)
     assert refs.path is not None
-    try:
-        with np.load(refs.path, allow_pickle=False) as npz:
-            return np.asarray(npz["coeff"], dtype=np.float64).reshape(-1)
-    except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"datasets.{name}.linear_references.path: cannot read key 'coeff' from "
-            f"{refs.path} ({exc})"
-        ) from None
+    return read_references(refs.path)
 
 
 def _key(store: RecordStore, train: np.ndarray, settings: dict[str, object]) -> str:
@@ -154,6 +153,7 @@ def resolve_normalization(
         energy_std=float(std),
         force_std=float(fstd),
         mean_natoms=float(stats["natoms"]["mean"]),
+        elements=tuple(int(z) for z in stats["elements"]),
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,15 +29,18 @@ from lightning.pytorch.callbacks import Callback
 
 from openjmp.config.pretrain import PretrainConfig
 from openjmp.errors import CheckpointError
+from openjmp.io.paths import check_writable_dir
 from openjmp.model.checkpoint import save_model
-from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.progress import enabled_as as progress_on
+from openjmp.tasks.optimizer import optimization_settings
 from openjmp.tasks.pretrain import (
     DatasetTask,
-    OptimizationSettings,
     PretrainTask,
     disable_dropout_boost,
 )
-from openjmp.train.datamodule import DatasetSpec, MultiDatasetDataModule, SamplingSpec
+from openjmp.train.backbone import build_backbone
+from openjmp.train.callbacks import elapsed_time
+from openjmp.train.datamodule import MultiDatasetDataModule
 from openjmp.train.trainer import build_trainer, model_dtype
 
 ValHistory = list[tuple[int, dict[str, dict[str, float]]]]
@@ -53,7 +56,8 @@ class PretrainResult:
         val_history: (optimizer step, {dataset: {energy_mae eV, force_mae eV/Å, loss}}) per
             validation, the first at step 0 (before training).
         train_history: (optimizer step, training loss) per step.
-        wall_time: seconds spent in this call.
+        wall_time: seconds of the whole run, every launch of a resumed run included (each
+            launch's time up to its last checkpoint, then this call's).
         structures_seen: training structures drawn, summed over ranks.
         steps: optimizer steps done.
     """
@@ -67,27 +71,12 @@ class PretrainResult:
     steps: int = 0
 
 
-def backbone_config(config: PretrainConfig) -> GemNetOCConfig:
-    """The GemNet-OC config of the run: preset + overrides + the boost for edge dropout."""
-    bb = config.model.backbone
-    base = GemNetOCConfig.jmp_s() if bb.preset == "jmp-s" else GemNetOCConfig.jmp_l()
-    return base.replace(
-        **bb.overrides(),
-        regress_forces=True,
-        direct_forces=True,
-        # the backbone's edge_dropout only switches on the 1/(1-p) output boost in train mode;
-        # the edges themselves are dropped in the data pipeline (GraphDataset)
-        edge_dropout=config.edge_dropout if config.edge_dropout > 0 else None,
-    )
-
-
 def build_datamodule(config: PretrainConfig, out_dir: Path) -> MultiDatasetDataModule:
-    s = config.sampling
     return MultiDatasetDataModule(
-        [DatasetSpec.from_config(d) for d in config.datasets],
+        config.resolved_datasets(),
         config.loader,
         Path(out_dir) / "cache",
-        sampling=SamplingSpec(s.mode, s.temperature, s.ratios),
+        sampling=config.sampling,
         edge_dropout=config.edge_dropout,
         seed=config.trainer.seed,
     )
@@ -104,22 +93,12 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
             force_std=norms[d.name].force_std,
             energy_coefficient=d.energy_coefficient,
             force_coefficient=d.force_coefficient,
+            graph=d.graph.spec(),
+            elements=norms[d.name].elements or None,
         )
         for d in config.datasets
     ]
-    o, s = config.optimizer, config.schedule
-    opt = OptimizationSettings(
-        lr=o.lr,
-        betas=tuple(o.betas),  # type: ignore[arg-type]
-        eps=o.eps,
-        weight_decay=o.weight_decay,
-        amsgrad=o.amsgrad,
-        warmup_steps=s.warmup_steps,
-        warmup_start_factor=s.warmup_start_factor,
-        min_lr_factor=s.min_lr_factor,
-        max_steps=s.max_steps,
-        max_epochs=s.max_epochs,
-    )
+    opt = optimization_settings(config.optimizer, config.schedule, precision=config.precision)
     if config.model.checkpoint is not None or config.model.scale_file is not None:
         raise CheckpointError(
             "pre-training from a checkpoint or with a scale file is not supported yet: set "
@@ -127,7 +106,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
             "with unfitted scale factors)"
         )
     return PretrainTask(
-        backbone_config(config),
+        build_backbone(config.model, direct_forces=True, edge_dropout=config.edge_dropout)[0],
         tasks,
         opt,
         shared_gradient_scaling=config.shared_gradient_scaling,
@@ -137,7 +116,7 @@ def build_task(config: PretrainConfig, dm: MultiDatasetDataModule) -> PretrainTa
 
 
 def _write_config(config: PretrainConfig, out_dir: Path) -> None:
-    from openjmp.data.cache import atomic_write_bytes
+    from openjmp.io.paths import atomic_write_bytes
 
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     atomic_write_bytes(out_dir / "config.yaml", text.encode())
@@ -159,7 +138,7 @@ def run_pretrain(
     ``callbacks`` are added to the Trainer's (tests use them to stop a run at a given step).
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_writable_dir(out_dir, "run directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
@@ -167,7 +146,8 @@ def run_pretrain(
     if int(os.environ.get("LOCAL_RANK", "0")) == 0 and not resume:
         _write_config(config, out_dir)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    dm = build_datamodule(config, out_dir)
+    with progress_on(progress):  # reading the sources into caches shows a bar
+        dm = build_datamodule(config, out_dir)
     task = build_task(config, dm)
     trainer = build_trainer(
         config.trainer,
@@ -181,6 +161,7 @@ def run_pretrain(
         checkpoint_every_n_steps=checkpoint_every_n_steps,
         callbacks=callbacks,
         logger=logger,
+        started=t0,
     )
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
     if task.val_history and task.val_history[-1][0] != trainer.global_step:
@@ -197,7 +178,7 @@ def run_pretrain(
         last_checkpoint=last,
         val_history=list(task.val_history),
         train_history=list(task.train_history),
-        wall_time=time.perf_counter() - t0,
+        wall_time=elapsed_time(trainer, t0),
         structures_seen=int(task.structures_seen),
         steps=int(trainer.global_step),
     )

@@ -8,6 +8,7 @@ modification time of every file under the path, so an edited source is read agai
 unchanged one is opened at once (also by every DDP rank and on ``--resume``).
 
 Random access to records then costs a memmap read, which is what DataLoader workers need.
+Reading shows a progress bar (`openjmp.progress`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import os
 import re
 from pathlib import Path
 
+from openjmp import progress
 from openjmp.config.common import SourceConfig
-from openjmp.data.cache import RecordStore, write_store
+from openjmp.data.cache import RecordStore
+from openjmp.data.cache_writer import write_store
 from openjmp.errors import DataError
 
 
@@ -64,6 +67,7 @@ def open_source(fmt: str, source: SourceConfig, cache_dir: Path, *, label: str) 
     if (dest / "manifest.json").is_file():
         return RecordStore(dest)
     records = read_records(Path(source.path).expanduser(), fmt, **dict(source.options))
+    records = progress.bar(records, f"reading {label}", unit=" records")
     try:
         store = write_store(records, dest, metadata={"label": label, "format": fmt})
     except DataError:

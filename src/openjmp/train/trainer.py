@@ -6,7 +6,9 @@ What it sets, and why:
 * callbacks: EMA of the weights (when a decay is given), ``last.ckpt`` after every validation
   and at the final step (`LastCheckpoint`, on request), `ModelCheckpoint` for the best by ``monitor``,
   learning-rate monitor, a progress bar (per-dataset losses) unless ``progress=False``;
-* ``AtomicCheckpointIO``: checkpoints written through a temporary file + rename;
+* ``AtomicCheckpointIO``: checkpoints written through a temporary file + rename, read with
+  openjmp's allow-listed unpickler;
+* `ElapsedTime`: the run's time over all launches, kept in the checkpoints;
 * ``use_distributed_sampler=False``: openjmp's samplers shard by rank themselves and carry
   their own resumable state (`openjmp.train.loader`);
 * gradient clipping (norm or value), accumulation, max steps / epochs / time, validation interval;
@@ -36,8 +38,10 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 from openjmp.config.common import ClippingConfig, TrainerConfig
 from openjmp.errors import ConfigError
+from openjmp.progress import enabled as progress_enabled
 from openjmp.train.callbacks import (
     AtomicCheckpointIO,
+    ElapsedTime,
     LastCheckpoint,
     checkpoint_callback,
     ema_callback,
@@ -94,6 +98,7 @@ def build_trainer(
     checkpoint_every_n_steps: int | None = None,
     callbacks: Sequence[Callback] = (),
     logger: bool = True,
+    started: float | None = None,
     **overrides: Any,
 ) -> pl.Trainer:
     """A Lightning Trainer for an openjmp run writing under ``out_dir`` (module docstring).
@@ -105,24 +110,27 @@ def build_trainer(
         clipping: gradient clipping (algorithm norm or value); None: off.
         ema_decay: EMA of the weights; None: off.
         monitor: metric picking the best checkpoint (None: only last).
-        progress: show the progress bar.
+        progress: show the progress bar (never when ``CI`` is set, `openjmp.progress`).
         resume: this run continues a checkpoint (no sanity validation).
         last_checkpoint: keep ``checkpoints/last.ckpt`` current (`LastCheckpoint`); off, the
             caller writes it (Lightning's ``save_last`` is off: it lags, see `LastCheckpoint`).
         checkpoint_every_n_steps: with ``last_checkpoint``, also every N optimizer steps.
         callbacks: extra callbacks (run before the stock ones).
         logger: False disables logging (tests).
+        started: ``time.perf_counter()`` when the run's launch began (default: now): the
+            `ElapsedTime` callback reports the whole run's time from it, resumes included.
         overrides: further ``pl.Trainer`` keyword arguments (they win).
     """
     if precision not in _LIGHTNING_PRECISION:
         raise ConfigError(f"unknown precision {precision!r}; use {', '.join(_LIGHTNING_PRECISION)}")
     _check_precision(cfg, precision)
+    progress = progress and progress_enabled()  # off under --no-progress and in CI
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     # openjmp tasks move their frozen `Batch` themselves; Lightning warns when a data module is
     # also given, which is the normal case here
     warnings.filterwarnings("ignore", message="You have overridden `transfer_batch_to_device`")
     out_dir = Path(out_dir)
-    cbs: list[Callback] = list(callbacks)
+    cbs: list[Callback] = [*callbacks, ElapsedTime(started)]
     if ema_decay is not None:
         cbs.append(ema_callback(ema_decay))
     cbs.append(  # after the EMA, so the saved average includes the step

@@ -43,6 +43,7 @@ from openjmp.data.demo.manifest import (
 from openjmp.data.demo.parallel import JobPool
 from openjmp.data.demo.spec import DemoSet
 from openjmp.errors import ConfigError, DataError
+from openjmp.io.paths import check_writable_dir
 
 SETS: dict[str, DemoSet] = {
     s.name: s
@@ -170,6 +171,7 @@ def make_demo(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"make_demo: {out} exists and is not a directory")
+    check_writable_dir(out, "demo corpus directory")
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST_NAME
     if manifest.exists():

@@ -132,10 +132,12 @@ class GemNetOCBackbone(nn.Module):
     def use_fused(self, graph: GemNetGraph, mode: checkpointing.Mode) -> bool:
         """Whether this pass runs on the fused kernels (`fused`): everywhere except under
         activation checkpointing, with position gradients (gradient forces need the second
-        derivative) and while scale factors are being fitted."""
+        derivative), while scale factors are being fitted and under autocast (the kernels run
+        in their inputs' dtype)."""
         return (
             self.fused_kernels
             and mode == "off"
+            and not torch.is_autocast_enabled(graph.main.distance.device.type)
             and not graph.main.distance.requires_grad
             and not observing()
         )

@@ -45,7 +45,7 @@ class BasisEmbedding(nn.Module):
             return fused.dense(rad, self.weight, None) if fused.active() else rad @ self.weight.T
         w = self.weight.reshape(self.weight.shape[0], -1)
         y = fused.dense(rad, w.t(), None) if fused.active() else rad @ w
-        return y.reshape(rad.shape[0], -1, self.num_spherical)
+        return y.reshape(rad.shape[0], y.shape[1] // self.num_spherical, self.num_spherical)
 
 
 class EfficientInteractionBilinear(nn.Module):

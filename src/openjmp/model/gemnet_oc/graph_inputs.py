@@ -83,19 +83,23 @@ class GemNetGraph:
 
 
 def gemnet_graph(
-    batch: Batch, pos: Tensor | None = None, indices: GemNetIndices | None = None
+    batch: Batch,
+    pos: Tensor | None = None,
+    indices: GemNetIndices | None = None,
+    cell: Tensor | None = None,
 ) -> GemNetGraph:
     """The `GemNetGraph` of a collated batch.
 
-    ``pos`` (N, 3) Å replaces ``batch.pos`` (pass a tensor that requires grad for gradient
-    forces); distances and vectors are differentiable functions of it (the cell is held fixed).
-    ``indices`` may be given when already built (`openjmp.graph.indices.build_indices`).
+    ``pos`` (N, 3) Å replaces ``batch.pos`` and ``cell`` (B, 3, 3) Å ``batch.cell`` (pass
+    tensors that require grad for gradient forces and stress); distances and vectors are
+    differentiable functions of both. ``indices`` may be given when already built
+    (`openjmp.graph.indices.build_indices`).
     """
     if indices is None:
         indices = build_indices(batch)
     if pos is None:
         pos = batch.pos
-    cell = batch.cell.to(pos.dtype)
+    cell = (batch.cell if cell is None else cell).to(pos.dtype)
 
     def geo(edges: EdgeSet) -> GraphGeometry:
         d, v = edge_vectors(pos, cell, batch.batch, edges)

@@ -188,11 +188,10 @@ class QuadrupletInteraction(nn.Module):
         if fast:
             w_bil = self.mlp_sbf.bilinear.linear.weight
             assert bases.rad_w_ordered is not None
-            x = bases.plan_edge.aggregate_bilinear(
-                bases.sph_phi, z.reshape(num_trip_out, -1), bases.rad_w_ordered, w_bil
-            )
+            z = z.reshape(num_trip_out, s * x_db.shape[1])
+            x = bases.plan_edge.aggregate_bilinear(bases.sph_phi, z, bases.rad_w_ordered, w_bil)
         else:
-            w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, -1))
+            w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, s * x_db.shape[1]))
             w = w.reshape(num_edges, s * s, -1)
             x = self.mlp_sbf(bases.rad_w @ w)  # (E, quad_out)
         x = self.scale_sbf_sum(x, ref=lambda: x_db.index_select(0, idx.trip_in_to_quad))

@@ -108,8 +108,18 @@ class SegmentPlan:
 
     def aggregate(self, y: PaddedBasis, x: Tensor) -> Tensor:
         """``out[o] = sum_p y[p] ⊗ x[idx_x[p]]``: padded basis from `pad_basis`, x (M, D)
-        -> (n_out, S, D)."""
-        return _Aggregate.apply(self, y.width, x, *y.chunks)
+        -> (n_out, S, D).
+
+        Under autocast the products run in its reduced dtype (as autocast runs ``bmm``), with
+        every operand cast to it first, so forward and backward see one dtype."""
+        chunks = y.chunks
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            low = torch.get_autocast_dtype(device)
+            x, chunks = x.to(low), tuple(c.to(low) for c in chunks)
+            with torch.autocast(device, enabled=False):
+                return _Aggregate.apply(self, y.width, x, *chunks)
+        return _Aggregate.apply(self, y.width, x, *chunks)
 
     def aggregate_bilinear(
         self, y: PaddedBasis, x: Tensor, rad_w_ordered: Tensor, w: Tensor

@@ -23,8 +23,22 @@ from ase.data import chemical_symbols
 from openjmp.data.demo.writers.files import write_tar_bz2
 
 PROPERTIES = (
-    "A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G", "Cv",
-)  # fmt: skip
+    "A",
+    "B",
+    "C",
+    "mu",
+    "alpha",
+    "homo",
+    "lumo",
+    "gap",
+    "r2",
+    "zpve",
+    "U0",
+    "U",
+    "H",
+    "G",
+    "Cv",
+)
 """The 15 header properties, in file order."""
 
 TARBALL = "dsgdb9nsd.xyz.tar.bz2"

@@ -6,9 +6,14 @@ form, α chosen on val), a small MLP, or (classification) a logistic regression
 (`openjmp.tasks.frozen`). Seconds on a CPU. Supported heads: scalar, classification, and the
 energy of an energy/forces head (forces need end-to-end fine-tuning: a `ConfigError`).
 
-Writes ``config.yaml``, ``stats.json``, ``frozen_heads.pt`` (the fitted heads), ``metrics.json``
-and ``test_predictions.npz`` into ``out_dir``; returns a `FinetuneResult` whose ``history`` is
-the validation metric of the chosen head at step 0 (nothing is trained step by step).
+Writes ``config.yaml``, ``stats.json``, ``model.pt`` (the backbone with the fitted regression
+heads as `openjmp.model.heads.PooledHead` modules and their output transforms: an openjmp model
+file that `openjmp.load_model`, `openjmp.predict` and the calculator read in physical units,
+energies with gradient forces), ``frozen_heads.pt`` (every fitted head as fitted, classification
+included), ``metrics.json`` and ``test_predictions.npz`` into ``out_dir``; returns a
+`FinetuneResult` whose ``best_checkpoint`` is ``model.pt`` (``frozen_heads.pt`` when only
+classification heads were fitted) and whose ``history`` is the validation metric of the chosen
+head at step 0 (nothing is trained step by step).
 """
 
 from __future__ import annotations
@@ -30,26 +35,24 @@ from openjmp.config.finetune import (
     ForcesHead,
     ScalarHead,
 )
-from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import ConfigError
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
+from openjmp.model.checkpoint import save_model
+from openjmp.model.heads import PooledHead
 from openjmp.model.jmp_model import JMPModel
+from openjmp.model.outputs import HeadInfo, OutputTransform
 from openjmp.tasks.finetune_metrics import array_metrics
 from openjmp.tasks.finetune_stats import record_label, reference_offsets, resolve_statistics
 from openjmp.tasks.finetune_targets import target_name
-from openjmp.tasks.frozen import fit_logistic, fit_mlp, fit_ridge, pooled_features
-from openjmp.train.finetune import FinetuneResult
-from openjmp.train.finetune_data import (
+from openjmp.tasks.frozen import RidgeHead, fit_logistic, fit_mlp, fit_ridge, pooled_features
+from openjmp.train.backbone import build_backbone, load_pretrained, resolve_architecture
+from openjmp.train.finetune.data import (
     FinetuneDataModule,
     check_labels,
     iterate_batches,
     load_finetune_splits,
 )
-from openjmp.train.finetune_setup import (
-    configured_backbone,
-    finetune_backbone,
-    load_pretrained,
-    pretrained_state,
-)
+from openjmp.train.finetune.result import FinetuneResult
 
 FrozenHead = Literal["ridge", "mlp"]
 PARTS = ("train", "val", "test")
@@ -66,16 +69,11 @@ def _check_heads(config: FinetuneConfig) -> None:
 
 
 def _backbone(config: FinetuneConfig) -> JMPModel:
-    if config.model.checkpoint is not None:
-        base, state = pretrained_state(config)
-    else:
-        base, state = configured_backbone(config), None
-    model = JMPModel(
-        finetune_backbone(config, base).replace(regress_forces=False, direct_forces=False), {}
-    )
+    dtype = torch.float64 if config.precision == "64-true" else torch.float32
+    backbone, state = build_backbone(config.model, direct_forces=False, dtype=dtype)
+    model = JMPModel(backbone, {})
     if state is not None:
         load_pretrained(model, state, config.model.checkpoint)
-    dtype = torch.float64 if config.precision == "64-true" else torch.float32
     return model.to(dtype).eval()
 
 
@@ -84,13 +82,61 @@ def _labels(head: Any, records: Any) -> np.ndarray:
     return np.array([record_label(r, key, f"head {target_name(head)!r}") for r in records])
 
 
+def _pooled_module(
+    fitted: dict[str, Any], head: Any, stats: dict[str, Any], model: JMPModel
+) -> tuple[PooledHead, OutputTransform]:
+    """The fitted ridge / MLP as a `PooledHead` with its output transform (physical units)."""
+    regressor = fitted["model"]
+    energy = isinstance(head, EnergyForcesHead)
+    emb = model.config.emb_size_atom
+    if isinstance(regressor, RidgeHead):
+        w = np.reshape(regressor.weight, (emb, -1))
+        module = PooledHead(
+            emb, pooling=fitted["pooling"], num_outputs=w.shape[1], scalar=not energy
+        )
+        with torch.no_grad():
+            module.mlp[0].weight.copy_(torch.as_tensor(w.T))
+            module.mlp[0].bias.copy_(torch.as_tensor(np.reshape(regressor.bias, -1)))
+    else:
+        lin = regressor.net
+        module = PooledHead(
+            emb,
+            pooling=fitted["pooling"],
+            hidden=lin[0].out_features,
+            num_outputs=lin[2].out_features,
+            scalar=not energy,
+        )
+        module.mlp.load_state_dict(lin.state_dict())
+    with torch.no_grad():
+        module.feature_mean.copy_(torch.as_tensor(regressor.scaler.mean))
+        module.feature_std.copy_(torch.as_tensor(regressor.scaler.std))
+    refs, mean, std = stats.get("references"), stats["mean"], stats["std"]
+    if energy:
+        transform = OutputTransform.energy(std, mean, refs)
+    else:
+        transform = OutputTransform.scalar(std, mean, refs, unit=str(stats.get("unit", "")))
+    return module.to(model.dtype), transform
+
+
 def run_frozen(
-    config: FinetuneConfig, *, out_dir: Path, head: FrozenHead = "ridge", progress: bool = True
+    config: FinetuneConfig,
+    *,
+    out_dir: Path,
+    head: FrozenHead | None = None,
+    progress: bool = True,
 ) -> FinetuneResult:
-    """Fit frozen-backbone heads for ``config`` (module docstring)."""
+    """Fit frozen-backbone heads for ``config`` (module docstring): ``config.adaptation``
+    ("ridge" or "mlp"; ridge for a "full" config), or ``head`` when given; the run's
+    ``config.yaml`` records the one used."""
     t0 = time.perf_counter()
+    if head is None:
+        head = config.adaptation if config.adaptation in ("ridge", "mlp") else "ridge"  # type: ignore[assignment]
+    if config.residual_references is not None:
+        raise ConfigError("residual_references needs adaptation: full (end-to-end training)")
+    config = config.model_copy(update={"adaptation": head})  # the run's config.yaml says so
+    config = resolve_architecture(config)
     _check_heads(config)
-    out_dir = Path(out_dir)
+    out_dir = check_writable_dir(out_dir, "run directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(
         out_dir / "config.yaml",
@@ -101,7 +147,7 @@ def run_frozen(
     records = {p: splits.part(p).records for p in PARTS if splits.part(p) is not None}  # type: ignore[union-attr]
     for p, recs in records.items():
         check_labels(recs, list(config.heads), p)
-    stats = resolve_statistics(list(config.heads), records["train"])
+    stats = resolve_statistics(list(config.heads), records["train"], fmt=config.data.format)
     model = _backbone(config)
     dm = FinetuneDataModule(splits, config.data.graph, config.loader)
     poolings = ["sum" if isinstance(h, EnergyForcesHead) else h.pooling for h in config.heads]
@@ -156,6 +202,21 @@ def run_frozen(
         fitted[name] = {"kind": head if not isinstance(h, ClassificationHead) or head == "mlp" else "logistic",
                         "pooling": pooling, "model": model_h, "curve": curve}  # fmt: skip
 
+    modules = {
+        name: _pooled_module(fitted[name], h, stats[name], model)
+        for h in config.heads
+        if not isinstance(h, ClassificationHead) and (name := target_name(h))
+    }
+    model_path = None
+    if modules:
+        graph = config.data.graph.spec()
+        for name, (module, transform) in modules.items():
+            model.heads[name] = module
+            elements = tuple(stats[name].get("elements") or ()) or None
+            model.set_head_info(name, HeadInfo(transform, graph, elements))
+        model_path = save_model(
+            model, out_dir / "model.pt", metadata={"kind": "frozen", "head": head, "stats": stats}
+        )
     path = out_dir / "frozen_heads.pt"
     buf = io.BytesIO()
     torch.save({"config": config.model_dump(mode="json"), "stats": stats, "heads": fitted}, buf)
@@ -191,7 +252,7 @@ def run_frozen(
         atomic_write_bytes(out_dir / "test_predictions.npz", b.getvalue())
     return FinetuneResult(
         out_dir=out_dir,
-        best_checkpoint=path,
+        best_checkpoint=model_path or path,
         last_checkpoint=None,
         monitor=monitor,
         mode=mode,

@@ -1,4 +1,6 @@
-"""Figures of the study report, written as PNG files (matplotlib, Agg backend, no screen needed)."""
+"""Figures as PNG files (matplotlib, Agg backend, no screen needed): learning curves, parity
+plots and embedding maps for the study report and ``openjmp evaluate``; `pyplot` and
+`save_figure` for any other figure (``openjmp validate``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -17,13 +20,14 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (atomically, parents created) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     tmp.replace(path)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -37,7 +41,7 @@ def learning_curves(
     logy: bool = True,
 ) -> Path:
     """One line per named curve; ``curves[name] = (x, y)``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, (x, y) in curves.items():
         ax.plot(np.asarray(x), np.asarray(y), marker="o", ms=3, label=name)
@@ -46,7 +50,7 @@ def learning_curves(
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def parity(
@@ -57,7 +61,7 @@ def parity(
     unit: str,
 ) -> Path:
     """Predicted against true values, one panel per arm; ``arms[name] = (true, pred)`` (flattened)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 4.0), squeeze=False)
     for ax, (name, (y, p)) in zip(axes[0], arms.items()):
         y, p = np.ravel(y), np.ravel(p)
@@ -72,7 +76,7 @@ def parity(
         )
         ax.set_aspect("equal", adjustable="datalim")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def embedding_map(
@@ -90,7 +94,7 @@ def embedding_map(
     x = (x - x.mean(0)) / (x.std(0) + 1e-12)
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
     xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     labels_arr = np.asarray(labels)
     for name in dict.fromkeys(labels):
@@ -98,4 +102,4 @@ def embedding_map(
         ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.7, label=name)
     ax.set(title=title, xticks=[], yticks=[])
     ax.legend(fontsize=8, markerscale=2)
-    return _save(fig, path)
+    return save_figure(fig, path)

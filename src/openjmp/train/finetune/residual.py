@@ -1,7 +1,7 @@
 """Residual references: continue a pre-trained head and fit the per-element references to what
 the pre-trained model gets wrong on the fine-tuning data.
 
-``run_finetune(..., residual_references=SOURCE)`` (``openjmp finetune --residual-references
+``residual_references: SOURCE`` in the config (``openjmp finetune --residual-references
 SOURCE``) starts the fine-tuning energy (or scalar) head from head SOURCE of ``model.checkpoint``
 instead of a random one, keeps that head's output scale and mean, and refits the per-element
 references to the residual
@@ -22,7 +22,7 @@ pre-training linear references are not published), so they are refused with that
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,15 +32,15 @@ import torch
 from torch import Tensor, nn
 
 from openjmp.config.finetune import EnergyForcesHead, FinetuneConfig, ForcesHead, ScalarHead
+from openjmp.data.statistics import fit_element_references
 from openjmp.errors import ConfigError
 from openjmp.graph.collate import collate
 from openjmp.graph.gemnet import build_graph_sample
-from openjmp.records import AtomsRecord
+from openjmp.model.heads import EnergyHead
+from openjmp.records import N_ELEMENTS, AtomsRecord
 from openjmp.tasks.finetune_stats import (
-    N_ELEMENTS,
     Stats,
     element_counts,
-    fit_references,
     record_label,
     reference_offsets,
 )
@@ -67,29 +67,23 @@ class ResidualStart:
     mae_after: float = float("nan")
 
 
-def _conversion(
-    meta: Mapping[str, Any] | None, source: str, path: object
-) -> tuple[str, Any, float, float]:
-    """(model head name, references, mean, output scale) of head ``source``."""
-    kind = (meta or {}).get("kind")
-    if kind == "pretrain":
-        tasks = {t["name"]: t for t in meta["tasks"]}  # type: ignore[index]
-        if source not in tasks:
-            raise ConfigError(f"{path}: no pre-training dataset {source!r} (have {sorted(tasks)})")
-        t = tasks[source]
-        return f"{source}_energy", t["references"], float(t["energy_mean"]), float(t["energy_std"])
-    if kind == "finetune":
-        targets = meta["targets"]  # type: ignore[index]
-        if source not in targets:
-            raise ConfigError(f"{path}: no fine-tuned head {source!r} (have {sorted(targets)})")
-        t = targets[source]
-        scale = t.get("energy_scale", t.get("std", 1.0))
-        return source, t.get("references"), float(t.get("mean", 0.0)), float(scale)
-    raise ConfigError(
-        f"{path}: residual references need a checkpoint whose heads' outputs have known units "
-        "(an openjmp pre-training or fine-tuning run); the authors' checkpoints do not publish "
-        "the linear references behind their heads"
-    )
+def _conversion(model: Any, source: str, path: object) -> tuple[str, Any, float, float]:
+    """(model head name, references, mean, output scale) of head ``source``: the head's own
+    output transform (`openjmp.model.outputs`), which must give physical values."""
+    energy = [n for n, h in model.heads.items() if isinstance(h, EnergyHead)]
+    head = source if source in energy else f"{source}_energy"
+    if head not in energy:
+        raise ConfigError(f"{path}: no energy or scalar head {source!r} (have {energy})")
+    transform = model.output_transform(head)
+    if transform is None or not transform.physical:
+        why = "its outputs have no known units" if transform is None else transform.missing
+        raise ConfigError(
+            f"{path}: residual references need a head whose outputs have known units; "
+            f"head {head!r}: {why}"
+        )
+    if not isinstance(transform.scale, float) or not isinstance(transform.shift, float):
+        raise ConfigError(f"{path}: head {head!r} has several outputs")
+    return head, transform.references, transform.shift, transform.scale
 
 
 def _target(config: FinetuneConfig) -> Any:
@@ -125,17 +119,13 @@ def residual_start(
     dtype: torch.dtype,
 ) -> ResidualStart:
     """Refit the target's references to the residual of head ``source`` (module docstring)."""
-    from openjmp.model.checkpoint import load_checkpoint, read_checkpoint
+    from openjmp.model.checkpoint import load_checkpoint
 
     if config.model.checkpoint is None:
         raise ConfigError("residual references need model.checkpoint (the pre-trained model)")
     path = Path(config.model.checkpoint)
-    ck = read_checkpoint(path)
-    meta = ck.get("metadata") if isinstance(ck, Mapping) else None
-    head, refs, mean, scale = _conversion(meta, source, path)
     model = load_checkpoint(path, ema=config.model.ema_weights, dtype=dtype)
-    if head not in model.heads:
-        raise ConfigError(f"{path}: the model has no head {head!r}")
+    head, refs, mean, scale = _conversion(model, source, path)
     spec = model.head_specs()[head]
     if spec["type"] not in ("energy", "scalar"):
         raise ConfigError(
@@ -152,7 +142,7 @@ def residual_start(
     )
     labels = np.array([record_label(r, key, f"head {name!r}") for r in train])
     pred = reference_offsets(train, refs) + mean + scale * _raw_outputs(model, head, train, config)
-    delta = fit_references(element_counts(train), labels, pred)
+    delta = fit_element_references(element_counts(train), labels - pred)
     old = np.zeros(N_ELEMENTS)
     if refs is not None:
         r = np.asarray(refs, np.float64)[:N_ELEMENTS]

@@ -1,4 +1,5 @@
-"""`run_finetune`: one fine-tuning run from a `FinetuneConfig` (what ``openjmp finetune`` does).
+"""`run_full`: end-to-end fine-tuning (``adaptation: full``, the JMP recipe) from a
+`FinetuneConfig`; `openjmp.train.finetune.run.run_finetune` dispatches here.
 
 Layout of ``out_dir``::
 
@@ -27,7 +28,6 @@ import json
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,67 +38,31 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from openjmp.config.finetune import FinetuneConfig
-from openjmp.data.cache import atomic_write_bytes
 from openjmp.errors import CheckpointError, ConfigError
+from openjmp.io.paths import atomic_write_bytes, check_writable_dir
 from openjmp.records import AtomsRecord
 from openjmp.tasks.finetune import MONITOR_KEY, FinetuneTask
 from openjmp.tasks.finetune_metrics import MetricAccumulator
 from openjmp.tasks.finetune_stats import resolve_statistics
-from openjmp.train.finetune_callbacks import FinetuneEMA, SaveLast, early_stopping, stop_reason
-from openjmp.train.finetune_data import (
+from openjmp.train.backbone import (
+    apply_scale_file,
+    build_backbone,
+    load_pretrained,
+    resolve_architecture,
+    uses_direct_forces,
+)
+from openjmp.train.callbacks import elapsed_time
+from openjmp.train.finetune.callbacks import early_stopping, stop_reason
+from openjmp.train.finetune.data import (
     FinetuneDataModule,
     check_labels,
     iterate_batches,
     load_finetune_splits,
 )
-from openjmp.train.finetune_setup import (
-    apply_scale_file,
-    configured_backbone,
-    finetune_backbone,
-    load_pretrained,
-    pretrained_state,
-)
+from openjmp.train.finetune.residual import residual_start
+from openjmp.train.finetune.result import EVAL_PARTS, FinetuneResult
 from openjmp.train.graph_dataset import GraphDataset
 from openjmp.train.trainer import build_trainer, model_dtype
-
-EVAL_PARTS = ("train", "val", "test")
-
-
-@dataclass
-class FinetuneResult:
-    """What a fine-tuning run produced.
-
-    Attributes:
-        out_dir: the run directory.
-        best_checkpoint: best validation checkpoint (None if no validation ran).
-        last_checkpoint: ``checkpoints/last.ckpt`` (None if no checkpoint was written).
-        monitor: monitored metric name (``<output>_mae`` ...), mode "min" or "max".
-        best_metric: its best validation value (physical units), or None.
-        history: (optimizer step, monitored validation value), the first at step 0 (before
-            training) for a fresh run, over the whole run including resumed parts.
-        train_losses: (optimizer step, training loss in normalised units).
-        metrics: part ("train", "val", "test") -> metric name -> value, for the best weights.
-        test_predictions / test_targets: output name -> array ((B,) per structure, (N, 3)
-            forces in eV/Å, (B, C) class logits / (B,) labels), for the best weights.
-        wall_time: seconds spent in this call; steps: optimizer steps done in total.
-        stop_reason: early_stopping, non_finite_metric, min_lr, max_steps, max_time or
-            max_epochs.
-    """
-
-    out_dir: Path
-    best_checkpoint: Path | None
-    last_checkpoint: Path | None
-    monitor: str
-    mode: str
-    best_metric: float | None
-    history: list[tuple[int, float]] = field(default_factory=list)
-    train_losses: list[tuple[int, float]] = field(default_factory=list)
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    test_predictions: dict[str, np.ndarray] = field(default_factory=dict)
-    test_targets: dict[str, np.ndarray] = field(default_factory=dict)
-    wall_time: float = 0.0
-    steps: int = 0
-    stop_reason: str = ""
 
 
 def evaluation_device(config: FinetuneConfig) -> torch.device:
@@ -157,24 +121,22 @@ def build_task(
     *,
     steps_per_epoch: int | None = None,
     dtype: torch.dtype = torch.float32,
-    residual_references: str | None = None,
 ) -> FinetuneTask:
     """A fresh task: statistics refitted on the training records ``train``, the pre-trained
     embedding + backbone of ``model.checkpoint`` (or random ones), new random heads; with
-    ``residual_references`` the target head starts from that head of the checkpoint and the
-    references are fitted to its residual (`openjmp.train.finetune_residual`)."""
-    stats = resolve_statistics(list(config.heads), train)
-    if config.model.checkpoint is not None:
-        base, state = pretrained_state(config, dtype=dtype)
-    else:
-        base, state = configured_backbone(config), None
+    ``config.residual_references`` the target head starts from that head of the checkpoint and
+    the references are fitted to its residual (`openjmp.train.finetune.residual`)."""
+    stats = resolve_statistics(list(config.heads), train, fmt=config.data.format)
+    backbone, state = build_backbone(
+        config.model,
+        direct_forces=uses_direct_forces(config),
+        edge_dropout=config.edge_dropout,
+        dtype=dtype,
+    )
     start = None
-    if residual_references is not None:
-        from openjmp.train.finetune_residual import residual_start
-
-        start = residual_start(config, train, stats, residual_references, dtype=dtype)
+    if config.residual_references is not None:
+        start = residual_start(config, train, stats, config.residual_references, dtype=dtype)
         stats = start.stats
-    backbone = finetune_backbone(config, base)
     task = FinetuneTask(
         config,
         backbone.to_dict(),
@@ -218,7 +180,7 @@ def _precision(config: FinetuneConfig) -> str:
     return precision
 
 
-def run_finetune(
+def run_full(
     config: FinetuneConfig,
     *,
     out_dir: Path,
@@ -227,10 +189,9 @@ def run_finetune(
     callbacks: Sequence[Callback] = (),
     logger: bool = True,
     evaluate_parts: Sequence[str] = EVAL_PARTS,
-    residual_references: str | None = None,
     cache_dir: Path | None = None,
 ) -> FinetuneResult:
-    """Fine-tune as ``config`` says, writing into ``out_dir`` (module docstring).
+    """Fine-tune end to end as ``config`` says, writing into ``out_dir`` (module docstring).
 
     ``cache_dir``: where the record caches live (default ``out_dir/cache``); runs on the same
     sources may share one, caches are keyed by the source's fingerprint.
@@ -238,12 +199,13 @@ def run_finetune(
     ``resume``: continue ``out_dir/checkpoints/last.ckpt`` (`CheckpointError` if missing); the
     statistics and architecture come from that checkpoint, so the run continues exactly.
     ``callbacks`` are added to the Trainer's; ``evaluate_parts`` are the parts the best weights
-    are evaluated on at the end. ``residual_references``: start the energy (or scalar) head from
-    that head of ``model.checkpoint`` and fit the references to its residual
-    (`openjmp.train.finetune_residual`).
+    are evaluated on at the end. ``config.residual_references``: start the energy (or scalar)
+    head from that head of ``model.checkpoint`` and fit the references to its residual
+    (`openjmp.train.finetune.residual`).
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    config = resolve_architecture(config)
+    out_dir = check_writable_dir(out_dir, "run directory")
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if resume and not last.is_file():
@@ -287,7 +249,6 @@ def run_finetune(
             splits.train.records,
             steps_per_epoch=steps_per_epoch,
             dtype=dtype,
-            residual_references=residual_references,
         )
     _write_json(out_dir / "stats.json", task.hparams["stats"])
 
@@ -296,18 +257,14 @@ def run_finetune(
         out_dir=out_dir,
         precision=precision,
         clipping=config.clipping,
-        ema_decay=None,  # FinetuneEMA below
+        ema_decay=config.ema_decay,
         monitor=MONITOR_KEY,
         progress=progress,
         resume=resume,
-        callbacks=[
-            *callbacks,
-            *early_stopping(config),
-            SaveLast(last),  # before the EMA: it saves before the average is copied at the end
-            *([FinetuneEMA(config.ema_decay)] if config.ema_decay is not None else []),
-        ],
+        callbacks=[*callbacks, *early_stopping(config)],
         logger=logger,
         inference_mode=not config.gradient_forces,  # gradient forces need autograd in validation
+        started=t0,
     )
     trainer.fit(task, datamodule=dm, ckpt_path=str(last) if resume else None)
     reason = stop_reason(trainer, task)
@@ -330,7 +287,7 @@ def run_finetune(
         metrics[part], preds, labels = predict_dataset(final, ds, bs, device=device)
         if part == "test":
             test_preds, test_labels = preds, labels
-    wall = time.perf_counter() - t0
+    wall = elapsed_time(trainer, t0)  # the whole run, earlier launches of a resume included
     monitor, mode = config.monitor.metric, config.monitor.mode
     # the best checkpoint's own history ends with the validation that made it the best
     best_score = final.history[-1][1] if best is not None and final.history else None

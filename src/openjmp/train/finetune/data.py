@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader
 
+from openjmp import progress
 from openjmp.config.common import GraphConfig, LoaderConfig
 from openjmp.config.finetune import (
     ClassificationHead,
@@ -36,14 +35,14 @@ from openjmp.config.finetune import (
     ForcesHead,
 )
 from openjmp.data.cache import RecordStore
-from openjmp.data.sampling import ExpansionPlan, TemperatureSampler
+from openjmp.data.sampling import ExpansionPlan
 from openjmp.data.splits import make_splits
 from openjmp.errors import ConfigError, DataError
 from openjmp.graph.batch import Batch
 from openjmp.graph.collate import collate
 from openjmp.records import AtomsRecord
+from openjmp.train.datamodule import GraphDataModule
 from openjmp.train.graph_dataset import GraphDataset
-from openjmp.train.loader import KeyedBatchSampler, ResumableDataLoader, sharded_eval_loader
 from openjmp.train.sources import open_source
 from openjmp.train.splits import split_indices
 
@@ -168,13 +167,13 @@ def check_labels(records: Sequence[AtomsRecord], heads: Sequence[Any], part: str
                 )
 
 
-class FinetuneDataModule(pl.LightningDataModule):
+class FinetuneDataModule(GraphDataModule):
     """Graph datasets and loaders of one fine-tuning dataset (module docstring).
 
     Training batches: a seeded shuffle, new every epoch, fixed ``batch_size`` (the last
     incomplete batch of an epoch is dropped) or capped at ``max_atoms_per_batch`` atoms, through
-    a `ResumableDataLoader` whose position is saved in checkpoints. Use with
-    ``Trainer(use_distributed_sampler=False)``.
+    a `ResumableDataLoader` whose position is saved in checkpoints (`GraphDataModule`). Use
+    with ``Trainer(use_distributed_sampler=False)``.
     """
 
     def __init__(
@@ -187,86 +186,35 @@ class FinetuneDataModule(pl.LightningDataModule):
         seed: int = 0,
         edge_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(loader, seed)
         self.splits = splits
-        self.loader_config = loader
-        self.seed = int(seed)
 
-        def dataset(part: Part | None, dropout: float = 0.0) -> GraphDataset | None:
+        def dataset(part: Part | None) -> GraphDataset | None:
             if part is None:
                 return None
-            return GraphDataset(
-                part.store, graph, name, indices=part.indices, edge_dropout=dropout, seed=seed
-            )
+            return GraphDataset(part.store, graph, name, indices=part.indices, seed=seed)
 
-        self.train_set = dataset(splits.train, edge_dropout)
+        self.train_set = train = GraphDataset(
+            splits.train.store, graph, name, indices=splits.train.indices,
+            edge_dropout=edge_dropout, seed=seed,
+        )  # fmt: skip
         self.val_set = dataset(splits.val)
         self.test_set = dataset(splits.test)
-        self._train_loader: ResumableDataLoader | None = None
+        self.plan = ExpansionPlan.unbalanced([len(train)], names=["train"])
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (0, 1) if trainer is None else (int(trainer.global_rank), int(trainer.world_size))
-
-    def _batch_sampler(self, rank: int, world: int) -> KeyedBatchSampler:
-        cfg = self.loader_config
-        plan = ExpansionPlan.unbalanced([len(self.train_set)], names=["train"])  # type: ignore[arg-type]
-        sampler = TemperatureSampler(plan, seed=self.seed, rank=rank, world_size=world)
-        if cfg.max_atoms_per_batch is None:
-            return KeyedBatchSampler(sampler, batch_size=cfg.batch_size)
-        return KeyedBatchSampler(
-            sampler,
-            batch_size=cfg.batch_size,
-            max_atoms=cfg.max_atoms_per_batch,
-            natoms=self.train_set.natoms(),  # type: ignore[union-attr]
+    def _no_full_batch(self, world: int) -> str:
+        return (
+            f"the training part ({len(self.train_set)} structures) makes no full batch of "
+            f"{self.loader_config.batch_size}: lower loader.batch_size"
         )
-
-    def train_batches_per_epoch(self, world_size: int = 1) -> int:
-        """Training batches per rank and epoch; ConfigError if not one full batch."""
-        n = len(self._batch_sampler(0, world_size))
-        if n == 0:
-            raise ConfigError(
-                f"the training part ({len(self.train_set)} structures) makes no full batch of "  # type: ignore[arg-type]
-                f"{self.loader_config.batch_size}: lower loader.batch_size"
-            )
-        return n
-
-    def train_dataloader(self) -> ResumableDataLoader:
-        if self._train_loader is None:
-            rank, world = self._rank_world()
-            workers = self.loader_config.num_workers
-            self._train_loader = ResumableDataLoader(
-                self.train_set,  # type: ignore[arg-type]
-                self._batch_sampler(rank, world),
-                num_workers=workers,
-                persistent_workers=workers > 0,
-            )
-        return self._train_loader
-
-    def eval_loader(self, dataset: GraphDataset, *, shard: bool = True) -> DataLoader:
-        cfg = self.loader_config
-        rank, world = self._rank_world() if shard else (0, 1)
-        return sharded_eval_loader(
-            dataset,
-            cfg.eval_batch_size or cfg.batch_size,
-            rank=rank,
-            world_size=world,
-            num_workers=cfg.num_workers,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_loader(self.val_set)  # type: ignore[arg-type]
-
-    def test_dataloader(self) -> DataLoader:
-        if self.test_set is None:
-            raise ConfigError("no test data: give data.test or a split with a test part")
-        return self.eval_loader(self.test_set)
 
     def dataset(self, part: str) -> GraphDataset | None:
         return {"train": self.train_set, "val": self.val_set, "test": self.test_set}[part]
 
 
 def iterate_batches(dataset: GraphDataset, batch_size: int) -> Iterator[Batch]:
-    """Batches of ``dataset`` in order (evaluation outside a Trainer)."""
-    for start in range(0, len(dataset), batch_size):
+    """Batches of ``dataset`` in order (evaluation outside a Trainer), with a progress bar
+    (`openjmp.progress`: off under --no-progress and CI)."""
+    starts = range(0, len(dataset), batch_size)
+    for start in progress.bar(starts, "evaluating", total=len(starts), unit=" batches"):
         yield collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])

@@ -2,7 +2,11 @@
 
 Cases ``{molecules,slabs}_{graph,forward,forward_backward,train_step}`` on
 ``../shared/reference/bench_structures.extxyz`` (32 molecules, graph setting ani1x; 8 slabs,
-setting oc20), the same workloads as the authors' ``../shared/authors-bench/make_bench.py``:
+setting oc20), the same workloads as the authors' ``../shared/authors-bench/make_bench.py``;
+and ``demo_*``: the embedded study's small model (``demo`` preset) on a batch of its size, 16
+structures like the demo corpus's (`demo_structures`: 8 molecules, 8 small slabs, at the
+preset's 6 Å / 16-neighbour graph), whose
+``steps_per_s`` in ``demo_train_step`` is the study's training-step rate:
 
 * graph: per-structure graphs + collate + the batch's GemNet-OC indices;
 * forward: ``model(batch)`` under ``torch.no_grad()`` (indices built inside, as the authors');
@@ -43,7 +47,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("OPENJMP_SHARED", REPO.parent / "shared")) / "reference"
-SYSTEMS = ("molecules", "slabs")
+SYSTEMS = ("molecules", "slabs", "demo")
 KINDS = ("graph", "forward", "forward_backward", "train_step")
 CASES = [f"{s}_{k}" for s in SYSTEMS for k in KINDS]
 THREADS = 2
@@ -53,12 +57,56 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+DEMO_BATCH = 16
+"""The embedded study's batch size (presets/pretrain/demo.yaml ``loader.batch_size``)."""
+
+
 def _structures(system: str) -> list:
     import ase.io
 
     frames = ase.io.read(REFERENCE / "bench_structures.extxyz", index=":")
+    if system == "demo":
+        return demo_structures()
     setting = "ani1x" if system == "molecules" else "oc20"
     return [a for a in frames if a.info.get("graph") == setting]
+
+
+def demo_structures(n: int = DEMO_BATCH) -> list:
+    """A batch like the embedded study's: half molecules of the demo corpus (ani1x_like,
+    transition1x_like), half its 16-atom 2x2x4 metal slabs with an adsorbate (oc20_like,
+    oc22_like); fixed seed."""
+    import numpy as np
+    from ase.build import fcc100, fcc111
+
+    from openjmp.data.demo.molecules import load_molecule, pretraining_molecules
+    from openjmp.data.demo.surfaces import add_adsorbate, tag_and_fix
+
+    rng = np.random.default_rng(0)
+    frames = [load_molecule(m) for m in pretraining_molecules()[: n // 2]]
+    for i in range(n - n // 2):
+        build = (fcc111, fcc100)[i % 2]
+        slab = build(("Cu", "Pt", "Ni", "Pd")[i % 4], size=(2, 2, 4), vacuum=7.0, periodic=True)
+        slab = add_adsorbate(tag_and_fix(slab, slab.get_tags(), 4), "O", rng)
+        slab.info["graph"] = "oc20"
+        frames.append(slab)
+    for a in frames[: n // 2]:
+        a.info["graph"] = "ani1x"
+    return frames
+
+
+def build_demo_model():  # noqa: ANN201
+    """The embedded study's model: the ``demo`` pre-training preset's backbone (2 blocks,
+    ~0.7 M parameters, edge-dropout boost on) with its 4 tasks' heads, float32, seed 0."""
+    import torch
+
+    from openjmp.config.load import load_pretrain_config
+    from openjmp.model.jmp_model import JMPModel
+    from openjmp.train.backbone import build_backbone
+
+    config = load_pretrain_config("demo")
+    arch, _ = build_backbone(config.model, direct_forces=True, edge_dropout=config.edge_dropout)
+    torch.manual_seed(0)
+    return JMPModel.pretraining(arch, [d.name for d in config.datasets]).float()
 
 
 def build_model(scale_file: Path | None = REFERENCE / "scale_factors_small.json"):  # noqa: ANN201
@@ -75,7 +123,9 @@ def build_model(scale_file: Path | None = REFERENCE / "scale_factors_small.json"
     return model
 
 
-def build_batch(frames: list):  # noqa: ANN201
+def build_batch(frames: list, demo: bool = False):  # noqa: ANN201
+    """Collated graphs of ``frames`` (each at its own graph setting; ``demo``: at the demo
+    preset's, cutoff 6 Å and 16 neighbours, periodic for slabs)."""
     import torch
 
     from openjmp.graph.collate import collate
@@ -85,11 +135,20 @@ def build_batch(frames: list):  # noqa: ANN201
 
     samples = [
         build_graph_sample(
-            AtomsRecord.from_ase(a), graph_spec(a.info["graph"]), dtype=torch.float32
+            AtomsRecord.from_ase(a),
+            _demo_spec(a) if demo else graph_spec(a.info["graph"]),
+            dtype=torch.float32,
         )
         for a in frames
     ]
     return collate(samples)
+
+
+def _demo_spec(atoms):  # noqa: ANN001, ANN202
+    from openjmp.graph.spec import GraphSpec
+
+    periodic = atoms.info.get("graph") != "ani1x"
+    return GraphSpec.from_base(6.0, 16, pbc=periodic, dummy_cell=not periodic)
 
 
 def pass_fn(model, batch, kind: str):  # noqa: ANN001, ANN201
@@ -178,12 +237,12 @@ def run_case(
     if kind == "graph":
 
         def fn() -> None:
-            build_indices(build_batch(frames).to(dev))
+            build_indices(build_batch(frames, demo=system == "demo").to(dev))
 
     else:
-        model = build_model().to(dev)
+        model = (build_demo_model() if system == "demo" else build_model()).to(dev)
         model.set_activation_checkpointing({"auto": None, "on": True, "off": False}[checkpointing])
-        batch = build_batch(frames).to(dev)
+        batch = build_batch(frames, demo=system == "demo").to(dev)
         fn = pass_fn(model, batch, kind)
         result.update({f"n_{k}": v for k, v in build_indices(batch).counts().items()})
 
@@ -196,6 +255,7 @@ def run_case(
         seconds_all=times,
         warmup_seconds=warm,
         structures_per_s=len(frames) / median,
+        steps_per_s=1.0 / median,
         peak_rss_mb=_peak_rss_mb(),
         rss_peak_before_case_mb=rss_before,
         rss_peak_ready_mb=rss_ready,

@@ -1,20 +1,33 @@
-"""Speed and memory of the GemNet-OC model (JMP-S size, float32, 2 threads) against the authors'.
+"""Speed and memory of the GemNet-OC model (JMP-S size, float32, 2 threads by default).
 
-Cases (each in a fresh subprocess, like the authors' ``bench_ref.json``):
-``{molecules,slabs}_{graph,forward,forward_backward}`` on ``../shared/reference/bench_structures.extxyz``
-(32 molecules, graph setting ani1x; 8 slabs, setting oc20):
+Cases ``{molecules,slabs}_{graph,forward,forward_backward,train_step}`` on
+``../shared/reference/bench_structures.extxyz`` (32 molecules, graph setting ani1x; 8 slabs,
+setting oc20), the same workloads as the authors' ``../shared/authors-bench/make_bench.py``;
+and ``demo_*``: the embedded study's small model (``demo`` preset) on a batch of its size, 16
+structures like the demo corpus's (`demo_structures`: 8 molecules, 8 small slabs, at the
+preset's 6 Å / 16-neighbour graph), whose
+``steps_per_s`` in ``demo_train_step`` is the study's training-step rate:
 
 * graph: per-structure graphs + collate + the batch's GemNet-OC indices;
 * forward: ``model(batch)`` under ``torch.no_grad()`` (indices built inside, as the authors');
 * forward_backward: energies and forces of the 4-task pre-training model, then
-  ``energies.sum().backward()`` (parameter gradients), as the authors' case.
+  ``energies.sum().backward()`` (parameter gradients; the force branch takes no gradient);
+* train_step: the same forward, then ``(E**2).sum() + (F**2).sum()`` backward, E the four
+  energy heads and F the four direct-force heads: the workload of a pre-training step.
 
-Reported: median seconds of 3 runs after 1 warm-up (1 run if the warm-up took > 60 s),
-structures/s, peak resident memory (``ru_maxrss`` of the case's process), the FLOPs of one
-pass (``torch.utils.flop_counter.FlopCounterMode``: matrix products only) over the time, the
-machine's float32 matmul rate, and the authors' figures with our speed-up and memory ratio.
+Reported per case (one JSON line each, every case in a fresh process): median seconds of
+``--repeats`` runs after 1 warm-up (1 run if the warm-up took > 60 s), structures/s, peak
+resident memory (``ru_maxrss`` of the case's process; on CUDA also the peak allocated device
+memory), and unless ``--no-flops`` the FLOPs of one pass counted by
+``torch.utils.flop_counter.FlopCounterMode`` (matrix products) over the median time.
+
+A speed-up over the authors' code is only meaningful from one run on one machine: that is
+``../shared/authors-bench/side_by_side.sh``, which calls ``--case CASE --repeats 3 --no-flops``
+here; ``benchmarks/bench_flops.py`` counts both sides' arithmetic.
 
     .venv/bin/python benchmarks/bench_model.py [--cases slabs_forward ...] [--repeats 3]
+    .venv/bin/python benchmarks/bench_model.py --device cuda          # the same cases on a GPU
+    .venv/bin/python benchmarks/bench_model.py --activation-checkpointing on   # the memory setting
 
 ``run(...) -> list[dict]`` does the same from Python.
 """
@@ -34,31 +47,70 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = Path(os.environ.get("OPENJMP_SHARED", REPO.parent / "shared")) / "reference"
-CASES = [
-    f"{s}_{k}" for s in ("molecules", "slabs") for k in ("graph", "forward", "forward_backward")
-]
-TARGETS = {  # our speed-up over the authors' structures/s, and memory ratio
-    "molecules_forward": 1.5,
-    "slabs_forward": 2.0,
-    "molecules_forward_backward": 1.3,
-    "slabs_forward_backward": 2.0,
-}
-MEMORY_TARGET = 1 / 3  # fwd+bwd peak RSS relative to the authors'
+SYSTEMS = ("molecules", "slabs", "demo")
+KINDS = ("graph", "forward", "forward_backward", "train_step")
+CASES = [f"{s}_{k}" for s in SYSTEMS for k in KINDS]
+THREADS = 2
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+DEMO_BATCH = 16
+"""The embedded study's batch size (presets/pretrain/demo.yaml ``loader.batch_size``)."""
+
+
 def _structures(system: str) -> list:
     import ase.io
 
     frames = ase.io.read(REFERENCE / "bench_structures.extxyz", index=":")
+    if system == "demo":
+        return demo_structures()
     setting = "ani1x" if system == "molecules" else "oc20"
     return [a for a in frames if a.info.get("graph") == setting]
 
 
-def _model(scale_file: Path | None):  # noqa: ANN202
+def demo_structures(n: int = DEMO_BATCH) -> list:
+    """A batch like the embedded study's: half molecules of the demo corpus (ani1x_like,
+    transition1x_like), half its 16-atom 2x2x4 metal slabs with an adsorbate (oc20_like,
+    oc22_like); fixed seed."""
+    import numpy as np
+    from ase.build import fcc100, fcc111
+
+    from openjmp.data.demo.molecules import load_molecule, pretraining_molecules
+    from openjmp.data.demo.surfaces import add_adsorbate, tag_and_fix
+
+    rng = np.random.default_rng(0)
+    frames = [load_molecule(m) for m in pretraining_molecules()[: n // 2]]
+    for i in range(n - n // 2):
+        build = (fcc111, fcc100)[i % 2]
+        slab = build(("Cu", "Pt", "Ni", "Pd")[i % 4], size=(2, 2, 4), vacuum=7.0, periodic=True)
+        slab = add_adsorbate(tag_and_fix(slab, slab.get_tags(), 4), "O", rng)
+        slab.info["graph"] = "oc20"
+        frames.append(slab)
+    for a in frames[: n // 2]:
+        a.info["graph"] = "ani1x"
+    return frames
+
+
+def build_demo_model():  # noqa: ANN201
+    """The embedded study's model: the ``demo`` pre-training preset's backbone (2 blocks,
+    ~0.7 M parameters, edge-dropout boost on) with its 4 tasks' heads, float32, seed 0."""
+    import torch
+
+    from openjmp.config.load import load_pretrain_config
+    from openjmp.model.jmp_model import JMPModel
+    from openjmp.train.backbone import build_backbone
+
+    config = load_pretrain_config("demo")
+    arch, _ = build_backbone(config.model, direct_forces=True, edge_dropout=config.edge_dropout)
+    torch.manual_seed(0)
+    return JMPModel.pretraining(arch, [d.name for d in config.datasets]).float()
+
+
+def build_model(scale_file: Path | None = REFERENCE / "scale_factors_small.json"):  # noqa: ANN201
+    """The 4-task JMP-S pre-training model, float32, seed 0, the authors' small scale factors."""
     import torch
 
     from openjmp.model.gemnet_oc.config import GemNetOCConfig
@@ -71,7 +123,9 @@ def _model(scale_file: Path | None):  # noqa: ANN202
     return model
 
 
-def _batch(frames: list):  # noqa: ANN202
+def build_batch(frames: list, demo: bool = False):  # noqa: ANN201
+    """Collated graphs of ``frames`` (each at its own graph setting; ``demo``: at the demo
+    preset's, cutoff 6 Å and 16 neighbours, periodic for slabs)."""
     import torch
 
     from openjmp.graph.collate import collate
@@ -81,78 +135,133 @@ def _batch(frames: list):  # noqa: ANN202
 
     samples = [
         build_graph_sample(
-            AtomsRecord.from_ase(a), graph_spec(a.info["graph"]), dtype=torch.float32
+            AtomsRecord.from_ase(a),
+            _demo_spec(a) if demo else graph_spec(a.info["graph"]),
+            dtype=torch.float32,
         )
         for a in frames
     ]
     return collate(samples)
 
 
-def _timed(fn, repeats: int) -> tuple[float, list[float], float]:  # noqa: ANN001
-    t0 = time.perf_counter()
-    fn()
-    warm = time.perf_counter() - t0
-    if warm > 60.0:
-        return warm, [warm], warm
-    times = []
-    for _ in range(repeats):
+def _demo_spec(atoms):  # noqa: ANN001, ANN202
+    from openjmp.graph.spec import GraphSpec
+
+    periodic = atoms.info.get("graph") != "ani1x"
+    return GraphSpec.from_base(6.0, 16, pbc=periodic, dummy_cell=not periodic)
+
+
+def pass_fn(model, batch, kind: str):  # noqa: ANN001, ANN201
+    """The callable one case times: ``kind`` in forward / forward_backward / train_step."""
+    import torch
+
+    heads_e = [n for n in model.heads if n.endswith("_energy")]
+    heads_f = [n for n in model.heads if n.endswith("_forces")]
+    if kind == "forward":
+        model.eval()
+
+        def fn() -> None:
+            with torch.no_grad():
+                model(batch)
+
+        return fn
+    model.train()
+
+    def fn() -> None:
+        model.zero_grad(set_to_none=True)
+        out = model(batch)
+        energies = torch.stack([out[n] for n in heads_e])
+        if kind == "forward_backward":
+            energies.sum().backward()
+        elif kind == "train_step":
+            forces = torch.stack([out[n] for n in heads_f])
+            (energies.float().pow(2).sum() + forces.float().pow(2).sum()).backward()
+        else:
+            raise ValueError(f"unknown case kind {kind!r}")
+
+    return fn
+
+
+def _timed(fn, repeats: int, sync) -> tuple[float, list[float], float]:  # noqa: ANN001
+    def once() -> float:
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
+        sync()
+        return time.perf_counter() - t0
+
+    warm = once()
+    if warm > 60.0:
+        return warm, [warm], warm
+    times = [once() for _ in range(repeats)]
     return statistics.median(times), times, warm
 
 
-def run_case(case: str, repeats: int = 3, flops: bool = True) -> dict[str, Any]:
-    """Run one case in this process (call it in a fresh process for a clean peak RSS)."""
+def run_case(
+    case: str,
+    repeats: int = 3,
+    flops: bool = True,
+    device: str = "cpu",
+    checkpointing: str = "auto",
+) -> dict[str, Any]:
+    """Run one case in this process (call it in a fresh process for a clean peak RSS).
+
+    checkpointing: "auto" (the model's default), "on" or "off" (activation checkpointing).
+    """
     import torch
 
     from openjmp.graph.indices import build_indices
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     system, kind = case.split("_", 1)
+    if system not in SYSTEMS or kind not in KINDS:
+        raise SystemExit(f"unknown case {case!r}; cases: {', '.join(CASES)}")
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(dev)
+
     frames = _structures(system)
     rss_before = _peak_rss_mb()
-    result: dict[str, Any] = {"case": case, "n_structures": len(frames)}
-    result["natoms"] = sum(len(a) for a in frames)
+    result: dict[str, Any] = {
+        "case": case,
+        "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if cuda else ""),
+        "threads": torch.get_num_threads(),
+        "activation_checkpointing": checkpointing,
+        "malloc_tuning": os.environ.get("OPENJMP_MALLOC_TUNING", "default"),
+        "n_structures": len(frames),
+        "natoms": sum(len(a) for a in frames),
+    }
 
     if kind == "graph":
 
         def fn() -> None:
-            build_indices(_batch(frames))
+            build_indices(build_batch(frames, demo=system == "demo").to(dev))
 
     else:
-        model = _model(REFERENCE / "scale_factors_small.json")
-        batch = _batch(frames)
-        heads_e = [n for n in model.heads if n.endswith("_energy")]
-        if kind == "forward":
-            model.eval()
-
-            def fn() -> None:
-                with torch.no_grad():
-                    model(batch)
-
-        else:
-            model.train()
-
-            def fn() -> None:
-                model.zero_grad(set_to_none=True)
-                out = model(batch)
-                torch.stack([out[n] for n in heads_e]).sum().backward()
-
-        idx = build_indices(batch)
-        result.update({f"n_{k}": v for k, v in idx.counts().items()})
+        model = (build_demo_model() if system == "demo" else build_model()).to(dev)
+        model.set_activation_checkpointing({"auto": None, "on": True, "off": False}[checkpointing])
+        batch = build_batch(frames, demo=system == "demo").to(dev)
+        fn = pass_fn(model, batch, kind)
+        result.update({f"n_{k}": v for k, v in build_indices(batch).counts().items()})
 
     rss_ready = _peak_rss_mb()
-    median, times, warm = _timed(fn, repeats)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    median, times, warm = _timed(fn, repeats, sync)
     result.update(
         seconds_median=median,
         seconds_all=times,
         warmup_seconds=warm,
         structures_per_s=len(frames) / median,
+        steps_per_s=1.0 / median,
         peak_rss_mb=_peak_rss_mb(),
         rss_peak_before_case_mb=rss_before,
         rss_peak_ready_mb=rss_ready,
     )
+    if cuda:
+        result["peak_device_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     if flops and kind != "graph":
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -164,21 +273,26 @@ def run_case(case: str, repeats: int = 3, flops: bool = True) -> dict[str, Any]:
     return result
 
 
-def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-    """float32 GFLOP/s of an n x n matrix product on 2 threads."""
+def matmul_rate(n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """float32 GFLOP/s of an n x n matrix product (2 threads on CPU)."""
     import torch
 
-    torch.set_num_threads(2)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.set_num_threads(THREADS)
+    dev = torch.device(device)
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     a @ b
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def _subprocess(args: list[str]) -> Any:
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *args],
         capture_output=True,
@@ -191,49 +305,45 @@ def _subprocess(args: list[str]) -> Any:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(cases: list[str] | None = None, repeats: int = 3, flops: bool = True) -> list[dict]:
-    """Every case in a fresh subprocess, plus the machine's matmul rate; rows with the authors'
-    figures (``ref_*``) and our speed-up / memory ratio attached."""
-    ref_path = REFERENCE / "bench_ref.json"
-    ref = json.loads(ref_path.read_text())["cases"] if ref_path.is_file() else {}
-    rate = _subprocess(["--matmul-rate"])
+def run(
+    cases: list[str] | None = None,
+    repeats: int = 3,
+    flops: bool = True,
+    device: str = "cpu",
+    checkpointing: str = "auto",
+) -> list[dict]:
+    """Every case in a fresh subprocess, plus the machine's float32 matmul rate."""
+    common = ["--device", device, "--activation-checkpointing", checkpointing]
+    rate = _subprocess(["--matmul-rate", *common])
     rows = []
     for case in cases or CASES:
-        args = ["--case", case, "--repeats", str(repeats)] + ([] if flops else ["--no-flops"])
-        row = _subprocess(args)
+        args = ["--case", case, "--repeats", str(repeats), *common]
+        row = _subprocess(args + ([] if flops else ["--no-flops"]))
         row["matmul_gflops_per_s"] = rate
-        r = ref.get(case)
-        if r:
-            row["ref_seconds_median"] = r["seconds_median"]
-            row["ref_peak_rss_mb"] = r["peak_rss_mb"]
-            row["speedup"] = r["seconds_median"] / row["seconds_median"]
-            row["memory_ratio"] = row["peak_rss_mb"] / r["peak_rss_mb"]
-            row["speedup_target"] = TARGETS.get(case)
         rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (
-        f"{'case':<27}{'s':>8}{'struct/s':>10}{'peak MB':>9}{'GFLOP/s':>9}"
-        f"{'ref s':>8}{'ref MB':>9}{'speedup':>9}{'target':>8}{'mem ratio':>10}"
-    )
+    head = f"{'case':<28}{'s':>8}{'struct/s':>10}{'peak MB':>9}{'GFLOP':>8}{'GFLOP/s':>9}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        gf = r.get("gflops_per_s")
-        tgt = r.get("speedup_target")
+        gf = r.get("flops")
+        rate = r.get("gflops_per_s")
+        peak = r.get("peak_device_mb", r["peak_rss_mb"])
         print(
-            f"{r['case']:<27}{r['seconds_median']:>8.2f}{r['structures_per_s']:>10.2f}"
-            f"{r['peak_rss_mb']:>9.0f}{(f'{gf:.1f}' if gf else '-'):>9}"
-            f"{r.get('ref_seconds_median', float('nan')):>8.2f}{r.get('ref_peak_rss_mb', float('nan')):>9.0f}"
-            f"{r.get('speedup', float('nan')):>9.2f}{(f'{tgt:.1f}x' if tgt else '-'):>8}"
-            f"{r.get('memory_ratio', float('nan')):>10.2f}"
+            f"{r['case']:<28}{r['seconds_median']:>8.2f}{r['structures_per_s']:>10.2f}"
+            f"{peak:>9.0f}{(f'{gf / 1e9:.0f}' if gf else '-'):>8}"
+            f"{(f'{rate:.1f}' if rate else '-'):>9}"
         )
     if rows:
+        r = rows[0]
         print(
-            f"\nfloat32 matmul rate (2048^2, 2 threads): {rows[0]['matmul_gflops_per_s']:.1f} GFLOP/s; "
-            f"memory target for forward_backward: ratio <= {MEMORY_TARGET:.2f}"
+            f"\n{r['device']}, {r['threads']} threads, activation checkpointing "
+            f"{r['activation_checkpointing']}; float32 matmul rate (2048^2): "
+            f"{r['matmul_gflops_per_s']:.1f} GFLOP/s. Peak MB: "
+            + ("device memory." if "peak_device_mb" in r else "resident memory of the process.")
         )
 
 
@@ -242,17 +352,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="*", default=None, choices=CASES)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-flops", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    p.add_argument(
+        "--activation-checkpointing",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the model's activation checkpointing (default: auto, as the model is built)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
-    p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # child process
+    p.add_argument("--case", default=None, help="run this one case here and print its JSON line")
     p.add_argument("--matmul-rate", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.matmul_rate:
-        print(json.dumps(matmul_rate()))
+        print(json.dumps(matmul_rate(device=args.device)))
         return 0
     if args.case:
-        print(json.dumps(run_case(args.case, args.repeats, flops=not args.no_flops)))
+        row = run_case(
+            args.case,
+            args.repeats,
+            flops=not args.no_flops,
+            device=args.device,
+            checkpointing=args.activation_checkpointing,
+        )
+        print(json.dumps(row))
         return 0
-    rows = run(args.cases, args.repeats, flops=not args.no_flops)
+    rows = run(
+        args.cases,
+        args.repeats,
+        flops=not args.no_flops,
+        device=args.device,
+        checkpointing=args.activation_checkpointing,
+    )
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

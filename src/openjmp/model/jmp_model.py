@@ -21,7 +21,7 @@ from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
 from openjmp.model import allocator
 from openjmp.model.embedding import AtomEmbedding
-from openjmp.model.gemnet_oc import checkpointing
+from openjmp.model.gemnet_oc import checkpointing, fused
 from openjmp.model.gemnet_oc.backbone import GemNetOCBackbone
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
@@ -109,6 +109,16 @@ def head_from_spec(spec: Mapping[str, Any]) -> nn.Module:
         return cls(emb, **spec)
     except TypeError as exc:
         raise ConfigError(f"bad {kind} head spec {spec}: {exc}") from None
+
+
+def _direct_forces(head: DirectForceHead, x: Tensor, v_st: Tensor, idx_t: Tensor, n: int) -> Tensor:
+    """``head(x, v_st, idx_t, n)`` with the head's MLP as one fused node (`fused.sequential`:
+    the same numbers, only pre-activations kept for backward)."""
+    f_st = fused.sequential(head.mlp, x)
+    if f_st is None:
+        return head(x, v_st, idx_t, n)
+    f_st = f_st * v_st
+    return f_st.new_zeros(n, 3).index_add_(0, idx_t, f_st)
 
 
 class JMPModel(nn.Module):
@@ -278,7 +288,8 @@ class JMPModel(nn.Module):
             graph = gemnet_graph(batch, pos, cell=cell)
             h = self.embedding(batch.atomic_numbers)
             out = self.backbone(h, graph)
-            _, mode_f = self.backbone.checkpoint_modes(graph)
+            mode_e, mode_f = self.backbone.checkpoint_modes(graph)
+            fast = self.backbone.use_fused(graph, mode_e)
             results: dict[str, Tensor] = {}
             for name, head in selected.items():
                 if isinstance(head, EnergyHead):
@@ -288,7 +299,13 @@ class JMPModel(nn.Module):
                 elif isinstance(head, DirectForceHead):
                     assert out.forces is not None
                     results[name] = checkpointing.run(
-                        mode_f, head, out.forces, out.V_st, out.idx_t, graph.num_atoms
+                        mode_f,
+                        _direct_forces if fast else head,
+                        *((head,) if fast else ()),
+                        out.forces,
+                        out.V_st,
+                        out.idx_t,
+                        graph.num_atoms,
                     )
             if create_graph is None:
                 create_graph = self.training

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from openjmp.model.gemnet_oc import checkpointing
+from openjmp.model.gemnet_oc import checkpointing, fused
 from openjmp.model.gemnet_oc.bases import Bases
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph
 from openjmp.model.gemnet_oc.interaction_block import InteractionBlock
-from openjmp.model.gemnet_oc.layers import ScaleFactor
+from openjmp.model.gemnet_oc.layers import ScaleFactor, observing
 from openjmp.model.gemnet_oc.output_blocks import FinalMLP, OutputBlock
 
 AUTO_CHECKPOINT_MIN_ELEMENTS = 1 << 21
@@ -76,6 +76,9 @@ class GemNetOCBackbone(nn.Module):
             self.out_mlp_F = FinalMLP(
                 c.emb_size_edge, c.num_blocks, c.num_global_out_layers, c.activation
             )
+        self.fused_kernels = True
+        """Use the fused kernels of `fused` where they apply (see `use_fused`); False: plain
+        autograd everywhere (same numbers, more memory; for comparisons)."""
         self.memory_efficient: bool | None = None
         """Checkpoint activations while training without gradient forces (see `checkpointing`):
         True always, False never, None (auto) when the batch's edge activations are large
@@ -126,6 +129,19 @@ class GemNetOCBackbone(nn.Module):
         projections (see `Bases.shared_parameters`)."""
         return [(f"bases.{n}", p, f) for n, p, f in self.bases.shared_parameters()]
 
+    def use_fused(self, graph: GemNetGraph, mode: checkpointing.Mode) -> bool:
+        """Whether this pass runs on the fused kernels (`fused`): everywhere except under
+        activation checkpointing, with position gradients (gradient forces need the second
+        derivative), while scale factors are being fitted and under autocast (the kernels run
+        in their inputs' dtype)."""
+        return (
+            self.fused_kernels
+            and mode == "off"
+            and not torch.is_autocast_enabled(graph.main.distance.device.type)
+            and not graph.main.distance.requires_grad
+            and not observing()
+        )
+
     # ------------------------------------------------------------------ forward
     def _force_branch(self, rbf_out: Tensor, *ms: Tensor) -> Tensor:
         """Per-edge force features from the edge states of the num_blocks + 1 stages."""
@@ -134,8 +150,21 @@ class GemNetOCBackbone(nn.Module):
 
     def forward(self, h: Tensor, graph: GemNetGraph) -> BackboneOutput:
         """h (N, emb_atom) initial atom features, ``graph`` the batch's graphs -> `BackboneOutput`."""
-        idx_t = graph.main.edge_index[1]
         mode_e, mode_f = self.checkpoint_modes(graph)
+        if self.use_fused(graph, mode_e):
+            with fused.enabled():
+                return self._forward(h, graph, mode_e, mode_f, fast=True)
+        return self._forward(h, graph, mode_e, mode_f, fast=False)
+
+    def _forward(
+        self,
+        h: Tensor,
+        graph: GemNetGraph,
+        mode_e: checkpointing.Mode,
+        mode_f: checkpointing.Mode,
+        fast: bool,
+    ) -> BackboneOutput:
+        idx_t = graph.main.edge_index[1]
         run = checkpointing.run
         bases = self.bases(h, graph, mode_e)
         m = bases.m
@@ -157,11 +186,15 @@ class GemNetOCBackbone(nn.Module):
             xs_e.append(run(mode_e, out.forward_energy, h, m, bases.rbf_out, idx_t))
             if defer_f:
                 ms.append(m)
+            elif want_f and fast:
+                xs_f.append(out.forward_forces_raw(m))
             elif want_f:
                 xs_f.append(out.forward_forces(m, bases.rbf_out))
 
         x_f = None
-        if defer_f:
+        if want_f and fast:
+            x_f = self.out_mlp_F.forward_forces(xs_f, list(self.out_blocks), bases.rbf_out)
+        elif defer_f:
             x_f = run(mode_f, self._force_branch, bases.rbf_out, *ms)
         elif want_f:
             x_f = self.out_mlp_F(*xs_f)

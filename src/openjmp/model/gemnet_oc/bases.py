@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from openjmp.model.gemnet_oc import checkpointing
+from openjmp.model.gemnet_oc import checkpointing, fused
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.gemnet_oc.efficient import BasisEmbedding
 from openjmp.model.gemnet_oc.graph_inputs import GemNetGraph, GraphGeometry, Quadruplets
@@ -56,7 +56,10 @@ class EdgeEmbedding(nn.Module):
         hs = h @ w[:, :a].T
         ht = h @ w[:, a : 2 * a].T
         z = hs.index_select(0, edge_index[0]) + ht.index_select(0, edge_index[1])
-        z = torch.addmm(z, m, w[:, 2 * a :].T)
+        if fused.active():
+            z = fused.dense(m, w[:, 2 * a :], None).add_(z)
+        else:
+            z = torch.addmm(z, m, w[:, 2 * a :].T)
         return self.dense.activation(z)
 
 
@@ -64,18 +67,21 @@ class EdgeEmbedding(nn.Module):
 class TripletBases:
     """rad (E_src, emb_rbf) for the input edges; rad_w (n_out, emb_cbf, S) radial part of the
     angular basis per output edge; cir the circular basis of the triplets (T, S) laid out for
-    ``plan`` (triplets -> output edges, x rows = input edges)."""
+    ``plan`` (triplets -> output edges, x rows = input edges); rad_w_ordered: with fused
+    kernels, rad_w's rows in the plan's order (`SegmentPlan.aggregate_bilinear`) and rad_w
+    empty, else None (except for e2a, which aggregates a second time and keeps rad_w)."""
 
     rad: Tensor
     rad_w: Tensor
     cir: PaddedBasis
     plan: SegmentPlan
+    rad_w_ordered: Tensor | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class QuadBases:
     """rad (E, emb_rbf); cir (T_in, emb_cbf) embedded circular basis of the input triplets;
-    rad_w (E, emb_sbf, S * S); the two factors of the ``legendre_outer`` basis (index
+    rad_w (E, emb_sbf, S * S) (empty with fused kernels: rad_w_ordered); the two factors of the ``legendre_outer`` basis (index
     l_φ * S + l_θ): sph_theta (Q, S) laid out for ``plan_trip`` (quadruplets -> output
     triplets, x rows = input triplets) and sph_phi (T_out, S) for ``plan_edge`` (output
     triplets -> main edges)."""
@@ -87,6 +93,7 @@ class QuadBases:
     sph_theta: PaddedBasis
     plan_trip: SegmentPlan
     plan_edge: SegmentPlan
+    rad_w_ordered: Tensor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,18 +210,24 @@ class Bases(nn.Module):
             main.vector.index_select(0, g.trip_e2e.out), main.vector.index_select(0, g.trip_e2e.in_)
         )
         rad_cir_e2e, cir_e2e = self.cbf_basis_tint(main.distance, cos_e2e)
+        # the one radial_basis_spherical of tint, qint's sbf and aeint: evaluated once
+        sph = self.cbf_basis_tint.radial_basis
+        shared = rad_cir_e2e if self.sbf_basis_qint.radial_basis is sph else None
 
         # quadruplets d->b->a<-c
         cos_cab, cos_abd, theta = quad_angles(main, g.qint, quad)
         rad_cir_qint, cir_qint = self.cbf_basis_qint(g.qint.distance, cos_abd)
-        rad_sph_qint, sph_phi, sph_theta = self.sbf_basis_qint(main.distance, cos_cab, theta)
+        rad_sph_qint, sph_phi, sph_theta = self.sbf_basis_qint(
+            main.distance, cos_cab, theta, shared
+        )
 
         # atom -> edge: a2ee2a edge (in) into main edge (out)
         rad_aee = self.radial_basis_aeaint(aee.distance)
         cos_a2e = inner_product_clamped(
             main.vector.index_select(0, g.trip_a2e.out), aee.vector.index_select(0, g.trip_a2e.in_)
         )
-        rad_cir_a2e, cir_a2e = self.cbf_basis_aeint(main.distance, cos_a2e)
+        shared = rad_cir_e2e if self.cbf_basis_aeint.radial_basis is sph else None
+        rad_cir_a2e, cir_a2e = self.cbf_basis_aeint(main.distance, cos_a2e, shared)
 
         # edge -> atom: main edge (in) into a2ee2a edge (out)
         cos_e2a = inner_product_clamped(
@@ -231,10 +244,16 @@ class Bases(nn.Module):
         ).squeeze(-1)  # (T_in, emb_cbf)
         plan_trip = SegmentPlan.build(quad.trip_out_to_quad, t_out, quad.trip_in_to_quad)
         plan_edge = SegmentPlan.build(quad.triplet_out_out, e, None)
+        fast = fused.active()  # then only the rows in plan order (`aggregate_bilinear`)
+
+        def ordered(emb: BasisEmbedding, rad: Tensor, plan: SegmentPlan) -> Tensor | None:
+            return emb(rad.index_select(0, plan.order)) if fast else None
+
         qint = QuadBases(
             rad=self.mlp_rbf_qint(rad_main),
             cir=cir_qint_emb,
-            rad_w=self.mlp_sbf_qint(rad_sph_qint),
+            rad_w=rad_sph_qint.new_empty(0) if fast else self.mlp_sbf_qint(rad_sph_qint),
+            rad_w_ordered=ordered(self.mlp_sbf_qint, rad_sph_qint, plan_edge),
             sph_phi=plan_edge.pad_basis(sph_phi),
             sph_theta=plan_trip.pad_basis(sph_theta),
             plan_trip=plan_trip.without_pairs(),
@@ -243,7 +262,8 @@ class Bases(nn.Module):
         plan_a2e = SegmentPlan.build(g.trip_a2e.out, e, g.trip_a2e.in_)
         a2e = TripletBases(
             rad=self.mlp_rbf_aeint(rad_aee),
-            rad_w=self.mlp_cbf_aeint(rad_cir_a2e),
+            rad_w=rad_cir_a2e.new_empty(0) if fast else self.mlp_cbf_aeint(rad_cir_a2e),
+            rad_w_ordered=ordered(self.mlp_cbf_aeint, rad_cir_a2e, plan_a2e),
             cir=plan_a2e.pad_basis(cir_a2e),
             plan=plan_a2e.without_pairs(),
         )
@@ -257,7 +277,8 @@ class Bases(nn.Module):
         plan_e2e = SegmentPlan.build(g.trip_e2e.out, e, g.trip_e2e.in_)
         e2e = TripletBases(
             rad=self.mlp_rbf_tint(rad_main),
-            rad_w=self.mlp_cbf_tint(rad_cir_e2e),
+            rad_w=rad_cir_e2e.new_empty(0) if fast else self.mlp_cbf_tint(rad_cir_e2e),
+            rad_w_ordered=ordered(self.mlp_cbf_tint, rad_cir_e2e, plan_e2e),
             cir=plan_e2e.pad_basis(cir_e2e),
             plan=plan_e2e.without_pairs(),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.init import he_orthogonal_
 from openjmp.model.gemnet_oc.layers import Dense
 
@@ -41,9 +42,10 @@ class BasisEmbedding(nn.Module):
 
     def forward(self, rad: Tensor) -> Tensor:
         if self.num_spherical is None:
-            return rad @ self.weight.T
+            return fused.dense(rad, self.weight, None) if fused.active() else rad @ self.weight.T
         w = self.weight.reshape(self.weight.shape[0], -1)
-        return (rad @ w).reshape(rad.shape[0], -1, self.num_spherical)
+        y = fused.dense(rad, w.t(), None) if fused.active() else rad @ w
+        return y.reshape(rad.shape[0], y.shape[1] // self.num_spherical, self.num_spherical)
 
 
 class EfficientInteractionBilinear(nn.Module):

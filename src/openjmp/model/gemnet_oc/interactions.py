@@ -15,11 +15,35 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.bases import QuadBases, TripletBases
 from openjmp.model.gemnet_oc.efficient import EfficientInteractionBilinear
 from openjmp.model.gemnet_oc.graph_inputs import Quadruplets, Triplets
-from openjmp.model.gemnet_oc.layers import INV_SQRT_2, Dense, ScaleFactor
+from openjmp.model.gemnet_oc.layers import _UNFUSABLE, INV_SQRT_2, Dense, ScaleFactor
 from openjmp.model.gemnet_oc.segment import PaddedBasis, SegmentPlan
+
+
+def _input_scale(dense_in: Dense, mlp_rbf: Dense, down: Dense) -> float | None:
+    """The activation factor for `fused.act_mul_down`, None when the layers do not fit it."""
+    scale = dense_in.fused_scale()
+    ok = (
+        scale not in (_UNFUSABLE, None)
+        and down.fused_scale() == scale
+        and mlp_rbf.fused_scale() is None
+    )
+    return scale if ok else None  # type: ignore[return-value]
+
+
+def symmetric_up(up_ca: Dense, up_ac: Dense, x: Tensor, id_swap: Tensor) -> Tensor:
+    """(up_ca(x) + up_ac(x)[id_swap]) / sqrt 2: the symmetric message of edge c->a and its
+    reverse (`fused.sym_up` where the fused kernels are active)."""
+    scale = up_ca.fused_scale()
+    if fused.active() and scale not in (_UNFUSABLE, None) and up_ac.fused_scale() == scale:
+        w_ca, w_ac = up_ca.linear.weight, up_ac.linear.weight
+        return fused.sym_up(x, w_ca, w_ac, id_swap, scale)  # type: ignore[arg-type]
+    x_ca = up_ca(x)
+    x_ac = up_ac(x).index_select(0, id_swap)
+    return x_ca.add_(x_ac).mul_(INV_SQRT_2)
 
 
 class TripletInteraction(nn.Module):
@@ -72,24 +96,36 @@ class TripletInteraction(nn.Module):
         expand_idx: (E_src,) gathers the input rows first (atom -> a2ee2a edge for a2e).
         agg2_idx: (n_out,) second aggregation of the output edges onto ``agg2_size`` atoms (e2a).
         """
-        x_ba = self.dense_ba(m)
-        if expand_idx is not None:
-            x_ba = x_ba.index_select(0, expand_idx)
-        x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases.rad), ref=x_ba, inplace=True)
-        x_ba = self.down_projection(x_ba)  # (E_src, trip_in)
+        fast = fused.active()
+        scale_in = _input_scale(self.dense_ba, self.mlp_rbf, self.down_projection) if fast else None
+        if scale_in is not None:
+            x_ba = fused.act_mul_down(
+                m, self.dense_ba.linear.weight, bases.rad, self.mlp_rbf.linear.weight,
+                self.scale_rbf.factor(), self.down_projection.linear.weight, scale_in,
+                idx=expand_idx,
+            )  # fmt: skip
+        else:
+            x_ba = self.dense_ba(m)
+            if expand_idx is not None:
+                x_ba = x_ba.index_select(0, expand_idx)
+            x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases.rad), ref=x_ba, inplace=True)
+            x_ba = self.down_projection(x_ba)  # (E_src, trip_in)
 
-        agg = bases.plan.aggregate(bases.cir, x_ba)  # (n_out, S, trip_in)
-        agg = bases.rad_w @ agg  # (n_out, emb_cbf, trip_in)
-        if agg2_idx is not None:
-            assert agg2_size is not None
-            agg = agg.new_zeros((agg2_size, *agg.shape[1:])).index_add_(0, agg2_idx, agg)
-        x = self.mlp_cbf(agg)
+        if fast and agg2_idx is None:
+            w_bil = self.mlp_cbf.bilinear.linear.weight
+            assert bases.rad_w_ordered is not None
+            x = bases.plan.aggregate_bilinear(bases.cir, x_ba, bases.rad_w_ordered, w_bil)
+        else:
+            agg = bases.plan.aggregate(bases.cir, x_ba)  # (n_out, S, trip_in)
+            agg = bases.rad_w @ agg  # (n_out, emb_cbf, trip_in)
+            if agg2_idx is not None:
+                assert agg2_size is not None
+                agg = agg.new_zeros((agg2_size, *agg.shape[1:])).index_add_(0, agg2_idx, agg)
+            x = self.mlp_cbf(agg)
         x = self.scale_cbf_sum(x, ref=lambda: x_ba.index_select(0, idx.in_))
 
         if self.symmetric_mp:
-            x_ca = self.up_projection_ca(x)
-            x_ac = self.up_projection_ac(x).index_select(0, id_swap)
-            return x_ca.add_(x_ac).mul_(INV_SQRT_2)
+            return symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
         if self.swap_output:
             x = x.index_select(0, id_swap)
         return self.up_projection_ca(x)
@@ -128,9 +164,17 @@ class QuadrupletInteraction(nn.Module):
     def forward(self, m: Tensor, bases: QuadBases, idx: Quadruplets, id_swap: Tensor) -> Tensor:
         """m (E, emb_edge) -> (E, emb_edge)."""
         num_edges = m.shape[0]
-        x_db = self.dense_db(m)
-        x_db = self.scale_rbf(x_db * self.mlp_rbf(bases.rad), ref=x_db, inplace=True)
-        x_db = self.down_projection(x_db)  # (E, quad_in)
+        fast = fused.active()
+        scale_in = _input_scale(self.dense_db, self.mlp_rbf, self.down_projection) if fast else None
+        if scale_in is not None:
+            x_db = fused.act_mul_down(
+                m, self.dense_db.linear.weight, bases.rad, self.mlp_rbf.linear.weight,
+                self.scale_rbf.factor(), self.down_projection.linear.weight, scale_in,
+            )  # fmt: skip
+        else:
+            x_db = self.dense_db(m)
+            x_db = self.scale_rbf(x_db * self.mlp_rbf(bases.rad), ref=x_db, inplace=True)
+            x_db = self.down_projection(x_db)  # (E, quad_in)
 
         x_db = x_db.index_select(0, idx.triplet_in_in)  # (T_in, quad_in)
         x_db = self.scale_cbf(x_db * self.mlp_cbf(bases.cir), ref=x_db, inplace=True)
@@ -139,16 +183,21 @@ class QuadrupletInteraction(nn.Module):
         s = bases.sph_theta.width
         # per output triplet: sum over its quadruplets of Y(θ) ⊗ x -> (T_out, S, quad_in)
         z = bases.plan_trip.aggregate(bases.sph_theta, x_db)
-        # per main edge: sum over its output triplets of Y(φ) ⊗ z -> (E, S, S * quad_in)
-        w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, s * x_db.shape[1]))
-        w = w.reshape(num_edges, s * s, -1)  # index l_φ * S + l_θ
-        x = self.mlp_sbf(bases.rad_w @ w)  # (E, quad_out)
+        # per main edge: sum over its output triplets of Y(φ) ⊗ z -> (E, S, S * quad_in),
+        # read as (E, S * S, quad_in) (index l_φ * S + l_θ), contracted with the radial part
+        if fast:
+            w_bil = self.mlp_sbf.bilinear.linear.weight
+            assert bases.rad_w_ordered is not None
+            z = z.reshape(num_trip_out, s * x_db.shape[1])
+            x = bases.plan_edge.aggregate_bilinear(bases.sph_phi, z, bases.rad_w_ordered, w_bil)
+        else:
+            w = bases.plan_edge.aggregate(bases.sph_phi, z.reshape(num_trip_out, s * x_db.shape[1]))
+            w = w.reshape(num_edges, s * s, -1)
+            x = self.mlp_sbf(bases.rad_w @ w)  # (E, quad_out)
         x = self.scale_sbf_sum(x, ref=lambda: x_db.index_select(0, idx.trip_in_to_quad))
 
         if self.symmetric_mp:
-            x_ca = self.up_projection_ca(x)
-            x_ac = self.up_projection_ac(x).index_select(0, id_swap)
-            return x_ca.add_(x_ac).mul_(INV_SQRT_2)
+            return symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
         return self.up_projection_ca(x)
 
 

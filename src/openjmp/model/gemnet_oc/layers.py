@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openjmp.errors import CheckpointError
-from openjmp.model.gemnet_oc import checkpointing
+from openjmp.model.gemnet_oc import checkpointing, fused
 from openjmp.model.gemnet_oc.init import he_orthogonal_
 
 INV_SQRT_2 = 1 / math.sqrt(2.0)
@@ -26,6 +26,21 @@ class ScaledSiLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.silu(x).mul_(_SILU_SCALE)  # silu keeps its input for backward, not its output
+
+
+_UNFUSABLE = object()
+
+
+def activation_scale(activation: nn.Module) -> float | None | object:
+    """The fused kernels' form of an activation module: the factor of silu(x) * factor
+    (`ScaledSiLU`, `nn.SiLU`), None for the identity, `_UNFUSABLE` for anything else."""
+    if isinstance(activation, ScaledSiLU):
+        return _SILU_SCALE
+    if isinstance(activation, nn.SiLU):
+        return 1.0
+    if isinstance(activation, nn.Identity):
+        return None
+    return _UNFUSABLE
 
 
 def make_activation(name: str | None) -> nn.Module:
@@ -67,7 +82,17 @@ class Dense(nn.Module):
     def weight(self) -> Tensor:
         return self.linear.weight
 
+    def fused_scale(self) -> float | None | object:
+        """`activation_scale` of this layer, `_UNFUSABLE` with a bias."""
+        if self.linear.bias is not None:
+            return _UNFUSABLE
+        return activation_scale(self.activation)
+
     def forward(self, x: Tensor) -> Tensor:
+        if fused.active() and x.dim() == 2:
+            scale = self.fused_scale()
+            if scale is not _UNFUSABLE:
+                return fused.dense(x, self.linear.weight, scale)  # type: ignore[arg-type]
         return self.activation(self.linear(x))
 
 
@@ -81,6 +106,10 @@ class ResidualLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused.active():
+            stack = residual_weights([self])
+            if stack is not None:
+                return fused.residual_stack(x, *stack)
         y = x
         for layer in self.dense_mlp[:-1]:
             y = layer(y)
@@ -94,7 +123,33 @@ class ResidualLayer(nn.Module):
         return y.add_(x).mul_(INV_SQRT_2)  # y: fresh activation output, kept by no one
 
 
+def residual_weights(layers: list[nn.Module]) -> tuple[list[Tensor], float] | None:
+    """(weights w1, w2, w1, w2, ..., activation factor) of a chain of two-layer
+    `ResidualLayer` with one scaled-SiLU activation, as `fused.residual_stack` takes them;
+    None if the chain has another form."""
+    weights: list[Tensor] = []
+    scales = set()
+    for layer in layers:
+        if not isinstance(layer, ResidualLayer) or len(layer.dense_mlp) != 2:
+            return None
+        for d in layer.dense_mlp:
+            scale = d.fused_scale()
+            if scale is _UNFUSABLE or scale is None:
+                return None
+            scales.add(scale)
+            weights.append(d.linear.weight)
+    if len(scales) != 1:
+        return None
+    return weights, scales.pop()  # type: ignore[return-value]
+
+
 RefLike = Tensor | Callable[[], Tensor] | None
+_OBSERVING = [0]
+
+
+def observing() -> bool:
+    """Whether any `ScaleFactor` is collecting statistics (fused kernels skip its inputs)."""
+    return _OBSERVING[0] > 0
 
 
 class ScaleFactor(nn.Module):
@@ -119,6 +174,10 @@ class ScaleFactor(nn.Module):
     def fitted(self) -> bool:
         return bool(self.scale_factor.item() != 0.0)
 
+    def factor(self) -> Tensor | None:
+        """The 0-d factor to multiply by, None when not fitted (identity)."""
+        return self.scale_factor if (self.scale_factor.is_meta or self.fitted) else None
+
     def forward(self, x: Tensor, *, ref: RefLike = None, inplace: bool = False) -> Tensor:
         """x * scale_factor if fitted; ``inplace`` only for a fresh temporary nothing else holds."""
         if self.scale_factor.is_meta or self.fitted:
@@ -129,11 +188,15 @@ class ScaleFactor(nn.Module):
 
     # ---------------------------------------------------------------- fitting
     def start_observing(self) -> None:
+        if self._stats is None:
+            _OBSERVING[0] += 1
         self._stats = {"variance_in": 0.0, "variance_out": 0.0, "n_samples": 0.0}
 
     def stop_observing(self) -> dict[str, float]:
         stats = self._stats
         self._stats = None
+        if stats is not None:
+            _OBSERVING[0] -= 1
         if stats is None:
             raise RuntimeError("ScaleFactor.stop_observing() without start_observing()")
         return stats

@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from openjmp.model.gemnet_oc.layers import INV_SQRT_2, Dense, ResidualLayer, ScaleFactor
+from openjmp.model.gemnet_oc import fused
+from openjmp.model.gemnet_oc.layers import (
+    INV_SQRT_2,
+    Dense,
+    ResidualLayer,
+    ScaleFactor,
+    residual_weights,
+)
 
 
 def residual_mlp(units_in: int, units: int, n_hidden: int, activation: str | None) -> nn.ModuleList:
@@ -21,7 +28,17 @@ def residual_mlp(units_in: int, units: int, n_hidden: int, activation: str | Non
     return nn.ModuleList(mlp)
 
 
-def run_sequence(layers: nn.ModuleList, x: Tensor) -> Tensor:
+def run_sequence(layers: nn.ModuleList | list[nn.Module], x: Tensor) -> Tensor:
+    """x through the layers in order (with fused kernels active: a chain of residual layers,
+    after an optional Dense, as one `fused.residual_stack`)."""
+    layers = list(layers)
+    if fused.active() and layers:
+        start = 1 if isinstance(layers[0], Dense) else 0
+        stack = residual_weights(layers[start:]) if len(layers) > start else None
+        if stack is not None:
+            if start:
+                x = layers[0](x)
+            return fused.residual_stack(x, *stack)
     for layer in layers:
         x = layer(x)
     return x
@@ -50,8 +67,12 @@ class AtomUpdateBlock(nn.Module):
         self.layers = residual_mlp(emb_size_edge, emb_size_atom, n_hidden, activation)
 
     def forward(self, h: Tensor, m: Tensor, rbf: Tensor, idx_atom: Tensor) -> Tensor:
-        x = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
-        x = self.scale_sum(x, ref=m, inplace=True)
+        if fused.active():
+            w = self.dense_rbf.linear.weight
+            x = fused.edge_to_atom(m, rbf, w, idx_atom, h.shape[0], self.scale_sum.factor())
+        else:
+            x = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
+            x = self.scale_sum(x, ref=m, inplace=True)
         return run_sequence(self.layers, x)
 
 
@@ -86,11 +107,16 @@ class OutputBlock(AtomUpdateBlock):
 
     def forward_energy(self, h: Tensor, m: Tensor, rbf: Tensor, idx_atom: Tensor) -> Tensor:
         """(N, emb_atom) atom output of this block."""
-        x_e = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
-        if self.training and self.edge_dropout:
-            # the authors' compensation for edges removed by edge dropout (training only)
-            x_e = x_e / (1 - self.edge_dropout)
-        x_e = self.scale_sum(x_e, ref=m, inplace=True)
+        # the authors' compensation for edges removed by edge dropout (training only)
+        keep = 1 - self.edge_dropout if self.training and self.edge_dropout else 1.0
+        if fused.active():
+            w = self.dense_rbf.linear.weight
+            x_e = fused.edge_to_atom(m, rbf, w, idx_atom, h.shape[0], self.scale_sum.factor(), keep)
+        else:
+            x_e = aggregate_edges(m, self.dense_rbf(rbf), idx_atom, h.shape[0])
+            if keep != 1.0:
+                x_e = x_e / keep
+            x_e = self.scale_sum(x_e, ref=m, inplace=True)
         x_e = run_sequence(self.layers, x_e)
         if self.seq_energy2 is not None:
             x_e = run_sequence(self.seq_energy2, x_e.add_(h).mul_(INV_SQRT_2))
@@ -100,6 +126,10 @@ class OutputBlock(AtomUpdateBlock):
         """(E, emb_edge) edge output of this block (direct forces only)."""
         x_f = run_sequence(self.seq_forces, m)
         return self.scale_rbf_F(x_f * self.dense_rbf_F(rbf), ref=x_f, inplace=True)
+
+    def forward_forces_raw(self, m: Tensor) -> Tensor:
+        """The force MLP's output before the radial factor (for `FinalMLP.forward_forces`)."""
+        return run_sequence(self.seq_forces, m)
 
 
 class FinalMLP(nn.Module):
@@ -126,7 +156,24 @@ class FinalMLP(nn.Module):
         z = xs[0] @ w[:, :width].T
         for k, x in enumerate(xs[1:], start=1):
             z = torch.addmm(z, x, w[:, k * width : (k + 1) * width].T)
-        x = first.activation(z)
-        for layer in list(self.out_mlp)[1:]:
-            x = layer(x)
-        return x
+        return self._rest(first.activation(z))
+
+    def _rest(self, x: Tensor) -> Tensor:
+        return run_sequence(list(self.out_mlp)[1:], x)
+
+    def forward_forces(self, raw: list[Tensor], blocks: list[OutputBlock], rbf: Tensor) -> Tensor:
+        """The force branch from the blocks' raw outputs (`OutputBlock.forward_forces_raw`):
+        the same as ``forward(*(b.forward_forces(m, rbf) ...))``, with the radial factors
+        and the first layer as one `fused.force_merge`."""
+        first: Dense = self.out_mlp[0]  # type: ignore[assignment]
+        w = first.linear.weight
+        width = raw[0].shape[1]
+        heads = [w[:, k * width : (k + 1) * width] for k in range(len(raw))]
+        z = fused.force_merge(
+            raw,
+            rbf,
+            [b.dense_rbf_F.linear.weight for b in blocks],
+            [b.scale_rbf_F.factor() for b in blocks],
+            heads,
+        )
+        return self._rest(first.activation(z))

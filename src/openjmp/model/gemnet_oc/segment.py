@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from openjmp.model.gemnet_oc.fused import mm_nt, new_buffer
+
 # Padded pairs per chunk: 2^15 rows of the padded gather (x 64 features = 8 MiB in float32).
 CHUNK_PAIRS = 1 << 15
 
@@ -38,6 +40,7 @@ class SegmentPlan:
             slot; padding slots read row 0 (their basis weight is zero, so finite inputs
             contribute nothing).
         pair_index: per chunk, (n_c, K_c) int64 pair of every slot; padding slots point to P.
+        order: (n_rows,) the chunks' rows, concatenated ("plan order"; rows with pairs only).
     """
 
     n_out: int
@@ -45,6 +48,7 @@ class SegmentPlan:
     rows: tuple[Tensor, ...]
     x_index: tuple[Tensor, ...]
     pair_index: tuple[Tensor, ...]
+    order: Tensor
 
     @staticmethod
     def build(
@@ -90,7 +94,8 @@ class SegmentPlan:
             x_index.append(x_ext[local])
             pair_index.append(pair_ext[local])
             i = j
-        return SegmentPlan(n_out, num_pairs, tuple(rows), tuple(x_index), tuple(pair_index))
+        order = by_len[:n_nonzero]
+        return SegmentPlan(n_out, num_pairs, tuple(rows), tuple(x_index), tuple(pair_index), order)
 
     def without_pairs(self) -> SegmentPlan:
         """The plan without its pair index (needed only by `pad_basis`), to free memory."""
@@ -116,6 +121,19 @@ class SegmentPlan:
                 return _Aggregate.apply(self, y.width, x, *chunks)
         return _Aggregate.apply(self, y.width, x, *chunks)
 
+    def aggregate_bilinear(
+        self, y: PaddedBasis, x: Tensor, rad_w_ordered: Tensor, w: Tensor
+    ) -> Tensor:
+        """``(rad_w[o] @ aggregate(y, x)[o].view(K, -1)).flatten() @ w.T`` row by row, as one
+        pass over the plan's chunks: the (n_out, S, D) aggregate and the (n_out, C, D')
+        contraction exist only a chunk at a time (the "efficient bilinear" layer of the
+        triplet and quadruplet interactions).
+
+        y (P, S) padded, x (M, D), ``rad_w_ordered = rad_w[self.order]`` (rows in plan order,
+        see `order`; rad_w (n_out, C, K) with K * D' = S * D), w (out, C * D') -> (n_out, out);
+        rows without pairs are 0."""
+        return _AggregateBilinear.apply(self, y.width, x, rad_w_ordered, w, *y.chunks)
+
 
 class _Aggregate(torch.autograd.Function):
     """`SegmentPlan.aggregate` as one autograd node.
@@ -129,7 +147,7 @@ class _Aggregate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: SegmentPlan, width: int, x: Tensor, *y: Tensor) -> Tensor:  # noqa: ANN001
         d = x.shape[1]
-        out = x.new_zeros(plan.n_out, width, d)
+        out = new_buffer(x, (plan.n_out, width, d), zero=True)
         for yc, xi, rows in zip(y, plan.x_index, plan.rows):
             xc = x.index_select(0, xi.reshape(-1)).view(xi.shape[0], xi.shape[1], d)
             out.index_copy_(0, rows, torch.bmm(yc, xc))  # (n_c, S, K_c) @ (n_c, K_c, D)
@@ -143,7 +161,7 @@ class _Aggregate(torch.autograd.Function):
         x, *y = ctx.saved_tensors
         d = x.shape[1]
         need_x, need_y = ctx.needs_input_grad[2], ctx.needs_input_grad[3:]
-        grad_x = torch.zeros_like(x) if need_x else None
+        grad_x = new_buffer(x, x.shape, zero=True) if need_x else None
         grad_y: list[Tensor | None] = []
         for i, (yc, xi, rows) in enumerate(zip(y, plan.x_index, plan.rows)):
             gc = grad.index_select(0, rows)  # (n_c, S, D)
@@ -156,6 +174,75 @@ class _Aggregate(torch.autograd.Function):
             else:
                 grad_y.append(None)
         return (None, None, grad_x, *grad_y)
+
+
+class _AggregateBilinear(torch.autograd.Function):
+    """`SegmentPlan.aggregate_bilinear` as one autograd node (first-order backward; the
+    backbone uses it only on the fused path, see `openjmp.model.gemnet_oc.fused`). Keeps the
+    per-chunk aggregates; recomputes the (rows, C * D') contraction in backward."""
+
+    @staticmethod
+    def forward(
+        ctx, plan: SegmentPlan, width: int, x: Tensor, rad_w: Tensor, w: Tensor, *y: Tensor
+    ) -> Tensor:  # noqa: ANN001, E501
+        d = x.shape[1]
+        k = rad_w.shape[2]
+        out_ordered = x.new_empty(rad_w.shape[0], w.shape[0])
+        aggs = []
+        start = 0
+        for yc, xi in zip(y, plan.x_index):
+            n_c = xi.shape[0]
+            xc = x.index_select(0, xi.reshape(-1)).view(n_c, xi.shape[1], d)
+            agg = torch.bmm(yc, xc).view(n_c, k, -1)  # (n_c, K, D')
+            del xc
+            b = torch.bmm(rad_w.narrow(0, start, n_c), agg)  # (n_c, C, D')
+            out_ordered.narrow(0, start, n_c).copy_(mm_nt(b.view(n_c, -1), w))
+            aggs.append(agg)
+            start += n_c
+        ctx.plan, ctx.width = plan, width
+        ctx.save_for_backward(x, rad_w, w, *y, *aggs)
+        return out_ordered.new_zeros(plan.n_out, w.shape[0]).index_copy_(0, plan.order, out_ordered)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple:  # noqa: ANN001
+        plan: SegmentPlan = ctx.plan
+        x, rad_w, w, *rest = ctx.saved_tensors
+        n = len(plan.rows)
+        y, aggs = rest[:n], rest[n:]
+        d = x.shape[1]
+        need_x, need_r, need_w = ctx.needs_input_grad[2:5]
+        need_y = ctx.needs_input_grad[5:]
+        grad = grad.index_select(0, plan.order)
+        grad_x = new_buffer(x, x.shape, zero=True) if need_x else None
+        grad_r = new_buffer(rad_w, rad_w.shape, zero=False) if need_r else None
+        grad_w = torch.zeros_like(w) if need_w else None
+        w_t = w.t().contiguous()
+        grad_y: list[Tensor | None] = []
+        start = 0
+        for i, (yc, xi, agg) in enumerate(zip(y, plan.x_index, aggs)):
+            n_c = xi.shape[0]
+            gc = grad.narrow(0, start, n_c)  # (n_c, out)
+            rw = rad_w.narrow(0, start, n_c)  # (n_c, C, K)
+            if grad_w is not None:
+                b = torch.bmm(rw, agg)
+                grad_w.addmm_(gc.t(), b.view(n_c, -1))
+                del b
+            gb = mm_nt(gc, w_t).view(n_c, rw.shape[1], -1)  # (n_c, C, D')
+            if grad_r is not None:
+                torch.bmm(gb, agg.transpose(1, 2), out=grad_r.narrow(0, start, n_c))
+            g_agg = torch.bmm(rw.transpose(1, 2), gb).view(n_c, yc.shape[1], d)
+            del gb
+            flat = xi.reshape(-1)
+            if grad_x is not None:
+                grad_x.index_add_(0, flat, torch.bmm(yc.transpose(1, 2), g_agg).reshape(-1, d))
+            if need_y[i]:
+                xc = x.index_select(0, flat).view(n_c, xi.shape[1], d)
+                grad_y.append(torch.bmm(g_agg, xc.transpose(1, 2)))
+            else:
+                grad_y.append(None)
+            start += n_c
+        return (None, None, grad_x, grad_r, grad_w, *grad_y)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,11 @@ class CircularBasisLayer(nn.Module):
         self.num_spherical = num_spherical
         self.radial_basis = radial_basis
 
-    def forward(self, d: Tensor, cos: Tensor) -> tuple[Tensor, Tensor]:
-        """d (E,) Å, cos (T,) -> (E, num_radial), (T, num_spherical)."""
-        return self.radial_basis(d), legendre_ylm0(cos, self.num_spherical)
+    def forward(self, d: Tensor, cos: Tensor, rad: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """d (E,) Å, cos (T,) -> (E, num_radial), (T, num_spherical); ``rad``: this layer's
+        radial basis of ``d`` when already computed (by a layer sharing the radial basis)."""
+        rad = self.radial_basis(d) if rad is None else rad
+        return rad, legendre_ylm0(cos, self.num_spherical)
 
 
 class SphericalBasisLayer(nn.Module):
@@ -55,10 +57,13 @@ class SphericalBasisLayer(nn.Module):
         self.num_spherical = num_spherical
         self.radial_basis = radial_basis
 
-    def forward(self, d: Tensor, cos_phi: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """d (E,) Å, cos φ_cab (T_out,), dihedral θ_cabd (Q,) -> (E, R), (T_out, S), (Q, S)."""
+    def forward(
+        self, d: Tensor, cos_phi: Tensor, theta: Tensor, rad: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """d (E,) Å, cos φ_cab (T_out,), dihedral θ_cabd (Q,) -> (E, R), (T_out, S), (Q, S);
+        ``rad`` as in `CircularBasisLayer.forward`."""
         return (
-            self.radial_basis(d),
+            self.radial_basis(d) if rad is None else rad,
             legendre_ylm0(cos_phi, self.num_spherical),
             legendre_ylm0(torch.cos(theta), self.num_spherical),
         )

@@ -1,0 +1,211 @@
+"""Arithmetic of one pass, ours and the authors', counted the same way.
+
+For every case ``{molecules,slabs}_{forward,forward_backward,train_step}`` of
+`bench_model` (same structures, model size and loss), this counts the floating-point
+operations of one pass with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products:
+mm, addmm, bmm, ...), in total and per part of the model, for openjmp in this process and for
+the authors' GemNet-OC in a separate process of the authors' own environment (their modules
+imported through ``../shared/authors-bench/jmpref.py``; see that folder's README for the
+set-up), and prints both side by side. Counts do not depend on the machine or its load.
+
+    .venv/bin/python benchmarks/bench_flops.py [--cases molecules_train_step ...]
+    # the authors' side needs JMP_SRC and AUTHORS_PY (as side_by_side.sh); without them
+    # only ours is counted.
+
+The authors' side is run as ``$AUTHORS_PY benchmarks/bench_flops.py --authors-case CASE``,
+which imports nothing from openjmp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("OPENJMP_SHARED", HERE.parent.parent / "shared"))
+AUTHORS_BENCH = SHARED / "authors-bench"
+STRUCTURES = SHARED / "reference" / "bench_structures.extxyz"
+CASES = [
+    f"{s}_{k}"
+    for s in ("molecules", "slabs")
+    for k in ("forward", "forward_backward", "train_step")
+]
+GROUPS = (
+    "bases",
+    "int_blocks.trip_interaction",
+    "int_blocks.quad_interaction",
+    "int_blocks.atom_edge_interaction",
+    "int_blocks.edge_atom_interaction",
+    "int_blocks.atom_interaction",
+    "int_blocks.other",
+    "out_blocks",
+    "out_mlp_E",
+    "out_mlp_F",
+    "heads",
+    "rest",
+)
+
+
+def group_flops(counts: dict[str, dict]) -> dict[str, int]:
+    """FlopCounterMode's per-module counts -> totals of `GROUPS` ("rest": outside them).
+
+    A module's count includes its tracked descendants; each is first reduced to its own part
+    (minus its nearest tracked descendants), then attributed by module path.
+    """
+    totals = {n: sum(ops.values()) for n, ops in counts.items() if n != "Global"}
+    own = dict(totals)
+    for name, total in totals.items():
+        parts = name.split(".")
+        for k in range(len(parts) - 1, 0, -1):
+            parent = ".".join(parts[:k])
+            if parent in own:
+                own[parent] -= total
+                break
+    out: dict[str, int] = defaultdict(int)
+    for name, flops in own.items():
+        p = name.split(".")[1:]  # drop the root module's class name
+        if p[:1] in (["heads"], ["output"]):
+            key = "heads"
+        elif p[:2] == ["backbone", "bases"]:
+            key = "bases"
+        elif p[:2] in (["backbone", "out_mlp_E"], ["backbone", "out_mlp_F"]):
+            key = p[1]
+        elif p[:2] == ["backbone", "out_blocks"]:
+            key = "out_blocks"
+        elif p[:2] == ["backbone", "int_blocks"]:
+            key = f"int_blocks.{p[3]}" if len(p) > 3 else "int_blocks.other"
+            key = key if key in GROUPS else "int_blocks.other"
+        else:
+            key = "rest"
+        out[key] += flops
+    return dict(out)
+
+
+def _count(fn) -> dict:  # noqa: ANN001
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, depth=6)
+    with counter:
+        fn()
+    counts = counter.get_flop_counts()
+    return {
+        "flops": counter.get_total_flops(),
+        "by_op": {str(k): int(v) for k, v in counts.get("Global", {}).items()},
+        "by_part": group_flops(counts),
+    }
+
+
+def ours(case: str) -> dict:
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    import bench_model as bm
+
+    torch.set_num_threads(2)
+    system, kind = case.split("_", 1)
+    model = bm.build_model()
+    batch = bm.build_batch(bm._structures(system))
+    fn = bm.pass_fn(model, batch, kind)
+    fn()  # index caches etc. as in a timed pass
+    return _count(fn)
+
+
+def authors(case: str) -> dict:
+    """The authors' model and pass, as ``../shared/authors-bench/make_bench.py case``."""
+    import torch
+
+    sys.path.insert(0, str(AUTHORS_BENCH))
+    import jmpref
+    from ase.io import read
+
+    torch.set_num_threads(2)
+    jmpref.setup()
+    system, kind = case.split("_", 1)
+    atoms = [a for a in read(STRUCTURES, ":") if (a.info["graph"] == "oc20") == (system == "slabs")]
+    torch.manual_seed(0)
+    bb = jmpref.backbone_config("base", scale_file=str(jmpref.scale_file_path("small")))
+    model = jmpref.build_pretrain_model(bb, edge_dropout=None).float().eval()
+    data = [jmpref.make_graph_data(model, a, a.info["graph"], torch.float32) for a in atoms]
+    batch = jmpref.collate(model, data)
+
+    def fn() -> None:
+        if kind == "forward":
+            with torch.no_grad():
+                model(batch)
+            return
+        energies, forces = model(batch)
+        if kind == "forward_backward":
+            energies.sum().backward()
+        else:
+            (energies.float().pow(2).sum() + forces.float().pow(2).sum()).backward()
+        model.zero_grad(set_to_none=True)
+
+    return _count(fn)
+
+
+def _authors_subprocess(case: str) -> dict | None:
+    py = os.environ.get("AUTHORS_PY")
+    if not py or not os.environ.get("JMP_SRC"):
+        return None
+    proc = subprocess.run(
+        [py, str(Path(__file__).resolve()), "--authors-case", case],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        cwd=os.environ.get("TMPDIR", "/tmp"),  # the authors' code writes lightning_logs/ here
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"authors' count of {case} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def _g(x: int | None) -> str:
+    return "-" if x is None else f"{x / 1e9:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", nargs="*", default=CASES, choices=CASES)
+    p.add_argument("--json", type=Path, default=None, help="also write the counts here")
+    p.add_argument("--authors-case", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.authors_case:
+        print(json.dumps(authors(args.authors_case)))
+        return 0
+    rows = {}
+    for case in args.cases:
+        rows[case] = {"ours": ours(case), "authors": _authors_subprocess(case)}
+        o, a = rows[case]["ours"], rows[case]["authors"]
+        ratio = f"{a['flops'] / o['flops']:.2f}" if a else "-"
+        print(
+            f"\n{case}: GFLOP ours {_g(o['flops'])}, authors {_g(a and a['flops'])}, "
+            f"authors / ours {ratio}"
+        )
+        print(f"  {'part':<36}{'ours':>10}{'authors':>10}")
+        for part in GROUPS:
+            print(
+                f"  {part:<36}{_g(o['by_part'].get(part)):>10}"
+                f"{_g(a['by_part'].get(part) if a else None):>10}"
+            )
+        ops = sorted(set(o["by_op"]) | set(a["by_op"] if a else ()))
+        for op in ops:
+            print(
+                f"  {'op ' + re.sub(r'^aten.', '', op):<36}{_g(o['by_op'].get(op)):>10}"
+                f"{_g(a['by_op'].get(op) if a else None):>10}"
+            )
+        sys.stdout.flush()
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

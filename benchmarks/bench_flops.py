@@ -53,44 +53,48 @@ GROUPS = (
 
 
 def group_flops(counts: dict[str, dict]) -> dict[str, int]:
-    """FlopCounterMode's per-module counts -> totals of `GROUPS` ("rest": outside them).
+    """FlopCounterMode's per-module counts -> totals of `GROUPS` ("rest": everything else).
 
-    A module's count includes its tracked descendants; each is first reduced to its own part
-    (minus its nearest tracked descendants), then attributed by module path.
+    FlopCounterMode charges an operation to every module on the call stack when it runs (a
+    module's fully qualified name, not its ancestors'), so a group's count is the arithmetic
+    done while that group's module runs, whatever it calls (shared basis layers included);
+    no two groups are ever on the stack together, and "rest" is the total minus the groups.
     """
-    totals = {n: sum(ops.values()) for n, ops in counts.items() if n != "Global"}
-    own = dict(totals)
-    for name, total in totals.items():
-        parts = name.split(".")
-        for k in range(len(parts) - 1, 0, -1):
-            parent = ".".join(parts[:k])
-            if parent in own:
-                own[parent] -= total
-                break
+    totals = {n: sum(ops.values()) for n, ops in counts.items()}
     out: dict[str, int] = defaultdict(int)
-    for name, flops in own.items():
+    for name, flops in totals.items():
         p = name.split(".")[1:]  # drop the root module's class name
-        if p[:1] in (["heads"], ["output"]):
-            key = "heads"
-        elif p[:2] == ["backbone", "bases"]:
-            key = "bases"
-        elif p[:2] in (["backbone", "out_mlp_E"], ["backbone", "out_mlp_F"]):
-            key = p[1]
-        elif p[:2] == ["backbone", "out_blocks"]:
-            key = "out_blocks"
-        elif p[:2] == ["backbone", "int_blocks"]:
-            key = f"int_blocks.{p[3]}" if len(p) > 3 else "int_blocks.other"
-            key = key if key in GROUPS else "int_blocks.other"
-        else:
-            key = "rest"
-        out[key] += flops
+        if p[:1] in (["heads"], ["output"]) and len(p) == 2:
+            out["heads"] += flops
+        elif p == ["backbone", "bases"]:
+            out["bases"] += flops
+        elif p in (["backbone", "out_mlp_E"], ["backbone", "out_mlp_F"]):
+            out[p[1]] += flops
+        elif p[:2] == ["backbone", "out_blocks"] and len(p) == 3:
+            out["out_blocks"] += flops
+        elif p[:2] == ["backbone", "int_blocks"] and len(p) == 4:
+            key = f"int_blocks.{p[3]}"
+            out[key if key in GROUPS else "int_blocks.other"] += flops
+    out["rest"] = totals.get("Global", 0) - sum(out.values())
     return dict(out)
 
 
 def _count(fn) -> dict:  # noqa: ANN001
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False, depth=6)
+    import torch
+
+    def linear_pointwise(x, w, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+        # oneDNN's fused linear (openjmp.model.gemnet_oc.fused): rows x in x out multiply-adds
+        rows = 1
+        for n in x[:-1]:
+            rows *= n
+        return 2 * rows * x[-1] * w[0]
+
+    mapping = {}
+    if hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        mapping[torch.ops.mkldnn._linear_pointwise] = linear_pointwise
+    counter = FlopCounterMode(display=False, depth=6, custom_mapping=mapping)
     with counter:
         fn()
     counts = counter.get_flop_counts()

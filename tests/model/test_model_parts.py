@@ -127,8 +127,9 @@ def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict) -> None:
 
 
 def test_automatic_checkpointing_follows_batch_size(frames: dict, monkeypatch) -> None:
-    """memory_efficient=None checkpoints only batches whose edge activations are large; an
-    explicit True / False wins; no checkpointing without gradients or with gradient forces."""
+    """memory_efficient=None checkpoints only batches whose activations would take more than
+    half the device's memory; an explicit True / False wins; no checkpointing without
+    gradients or with gradient forces."""
     from openjmp.model.gemnet_oc import backbone as bb
     from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
 
@@ -136,20 +137,33 @@ def test_automatic_checkpointing_follows_batch_size(frames: dict, monkeypatch) -
     assert m.backbone.memory_efficient is None
     batch = make_batch([frames["bulk"], frames["molecule"]], "oc20")
     graph = gemnet_graph(batch, batch.pos.to(m.dtype))
-    elements = graph.main.num_edges * m.config.emb_size_edge
-    monkeypatch.setattr(bb, "AUTO_CHECKPOINT_MIN_ELEMENTS", elements + 1)
+    need = m.backbone.activation_bytes(graph)
+    assert need == graph.main.num_edges * m.config.emb_size_edge * 250 * 8  # float64 model
+    monkeypatch.setattr(bb, "device_memory_bytes", lambda device: 2 * need)
     assert m.backbone.checkpoint_modes(graph) == ("off", "off")
-    monkeypatch.setattr(bb, "AUTO_CHECKPOINT_MIN_ELEMENTS", elements)
+    monkeypatch.setattr(bb, "device_memory_bytes", lambda device: 2 * need - 2)
     assert m.backbone.checkpoint_modes(graph) == ("selective", "full")
     with torch.no_grad():
         assert m.backbone.checkpoint_modes(graph) == ("off", "off")
     m.backbone.memory_efficient = False
     assert m.backbone.checkpoint_modes(graph) == ("off", "off")
     m.backbone.memory_efficient = True
-    monkeypatch.setattr(bb, "AUTO_CHECKPOINT_MIN_ELEMENTS", elements + 1)
+    monkeypatch.setattr(bb, "device_memory_bytes", lambda device: 2 * need)
     assert m.backbone.checkpoint_modes(graph) == ("selective", "full")
     pos = batch.pos.to(m.dtype).requires_grad_(True)
     assert m.backbone.checkpoint_modes(gemnet_graph(batch, pos)) == ("off", "off")
+
+
+def test_device_memory_is_this_machines() -> None:
+    """The CPU's budget is its physical memory (what /proc/meminfo calls MemTotal, or less)."""
+    import os
+
+    from openjmp.model.gemnet_oc.backbone import device_memory_bytes
+
+    total = device_memory_bytes(torch.device("cpu"))
+    assert 0 < total <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+    assert total <= int(meminfo["MemTotal"].split()[0]) * 1024 + 1
 
 
 def test_atomic_numbers_out_of_range(frames: dict, model: JMPModel) -> None:

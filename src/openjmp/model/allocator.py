@@ -1,25 +1,25 @@
-"""Keep glibc's malloc from hoarding freed activation memory (Linux only).
+"""Keep large CPU tensors in reused memory instead of fresh page mappings (Linux, glibc).
 
-A GemNet-OC training pass allocates and frees many large temporaries. glibc raises its mmap
-threshold dynamically up to 32 MB after the first such free, so later temporaries land on the
-heap, where long-lived tensors (activations kept for backward) fragment it and freed memory
-stays resident; with one arena per thread the fragments multiply. On the JMP-S benchmark
-(benchmarks/bench_model.py, slabs, forward + backward) the peak resident memory is 0.37 of the
-authors' with glibc's defaults (or with a heap-backed backward) and 0.28 with:
+A GemNet-OC pass allocates and frees hundreds of (edges x emb_edge) temporaries: 32-38 MB
+each at JMP-S size on the benchmark batches. glibc serves every allocation above its mmap
+threshold (at most 32 MiB) with a fresh anonymous mapping and unmaps it on free, so each such
+temporary is faulted in again, 4 KiB page by page, by whichever operation first writes it;
+those faults cost more than the writing itself. On the JMP-S slab benchmark
+(benchmarks/bench_model.py, slabs_forward_backward, 2 threads, no activation checkpointing)
+a pass took 38.6 s with glibc's defaults and 19.5 s with the settings below, at peak resident
+memory 7.9 GB and 8.5 GB; the 0.7 M-parameter demo model's training step gained ~10 %.
 
-* the mmap threshold fixed at 1 MB: allocations above it are mmapped and returned to the
-  system when freed (at the cost of a page fault per fresh page of large temporaries);
-* one malloc arena (``M_ARENA_MAX`` = 1): intra-op worker threads share the main heap instead
-  of each growing its own.
+`tune_malloc` (called once per process when a `JMPModel` is built) sets, with ``mallopt``:
 
-Small models pay for the fixed threshold without needing it: their temporaries of a few MB
-are mmapped and faulted in afresh on every pass, which made a training step of the
-0.7 M-parameter demo model on OC20-like slabs 1.85x slower (683 ms vs 369 ms per batch of 16,
-2 threads). `tune_malloc` is therefore called once per process when a `JMPModel` with edge
-embeddings of at least `MIN_EDGE_EMBEDDING` (JMP-S: 512, JMP-L: 1024) is built, see
-`wants_tuning`. Set the environment variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc
-alone; it is also skipped when the process was started with ``MALLOC_MMAP_THRESHOLD_`` or
-``MALLOC_ARENA_MAX`` set, and on non-glibc platforms.
+* ``M_MMAP_MAX`` = 0: no allocation is served by its own mapping; all come from the heap;
+* ``M_TRIM_THRESHOLD`` = unlimited: freed heap memory stays mapped for the next pass (as
+  PyTorch's CUDA caching allocator keeps device memory), so a process holds on to its peak;
+* ``M_ARENA_MAX`` = 1: intra-op worker threads share the main heap instead of each growing
+  its own.
+
+Set the environment variable ``OPENJMP_MALLOC_TUNING=0`` to leave malloc alone; it is also
+left alone when the process was started with any ``MALLOC_*_`` setting of glibc's (the user's
+choice wins), and on non-glibc platforms.
 """
 
 from __future__ import annotations
@@ -29,30 +29,30 @@ import ctypes.util
 import os
 import sys
 
-MMAP_THRESHOLD_BYTES = 1 << 20
-MIN_EDGE_EMBEDDING = 256
-"""Models with ``emb_size_edge`` below this leave malloc alone (see the module docstring)."""
-_M_MMAP_THRESHOLD = -3  # mallopt parameter numbers (glibc malloc.h)
+_M_TRIM_THRESHOLD = -1  # mallopt parameter numbers (glibc malloc.h)
+_M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
+_UNLIMITED = -1  # mallopt takes an int; glibc reads the trim threshold as size_t (-1: never)
+_USER_SETTINGS = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_MMAP_MAX_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_ARENA_MAX",
+)
 _state = {"done": False, "ok": False}
 
 
-def wants_tuning(emb_size_edge: int) -> bool:
-    """Whether a model with this edge embedding size is large enough to gain from the tuning."""
-    return int(emb_size_edge) >= MIN_EDGE_EMBEDDING
-
-
 def tune_malloc() -> bool:
-    """Fix glibc's mmap threshold at 1 MB and use one arena (once per process); True when
-    malloc is glibc's and took the settings (now or before)."""
+    """Serve every allocation from one never-trimmed heap (once per process, see the module
+    docstring); True when malloc is glibc's and took the settings (now or before)."""
     if _state["done"]:
         return _state["ok"]
     _state["done"] = True
     if (
         not sys.platform.startswith("linux")
         or os.environ.get("OPENJMP_MALLOC_TUNING", "1") == "0"
-        or "MALLOC_MMAP_THRESHOLD_" in os.environ
-        or "MALLOC_ARENA_MAX" in os.environ
+        or any(name in os.environ for name in _USER_SETTINGS)
     ):
         return False
     name = ctypes.util.find_library("c")
@@ -60,7 +60,8 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+        ok = bool(libc.mallopt(_M_MMAP_MAX, 0))
+        ok = ok and bool(libc.mallopt(_M_TRIM_THRESHOLD, _UNLIMITED))
         ok = ok and bool(libc.mallopt(_M_ARENA_MAX, 1))
     except (OSError, AttributeError):  # not glibc
         return False

@@ -126,8 +126,7 @@ class JMPModel(nn.Module):
 
     def __init__(self, config: GemNetOCConfig, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()
-        if allocator.wants_tuning(config.emb_size_edge):
-            allocator.tune_malloc()  # see openjmp.model.allocator: memory and speed on CPU
+        allocator.tune_malloc()  # see openjmp.model.allocator: CPU time of large temporaries
         self.config = config
         self.embedding = AtomEmbedding(config.num_elements, config.emb_size_atom)
         self.backbone = GemNetOCBackbone(config)

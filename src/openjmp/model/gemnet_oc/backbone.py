@@ -7,8 +7,12 @@ dicts match theirs key for key and in order. The atom embedding lives outside th
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +25,35 @@ from openjmp.model.gemnet_oc.interaction_block import InteractionBlock
 from openjmp.model.gemnet_oc.layers import ScaleFactor, observing
 from openjmp.model.gemnet_oc.output_blocks import FinalMLP, OutputBlock
 
-AUTO_CHECKPOINT_MIN_ELEMENTS = 1 << 21
-"""Automatic activation checkpointing starts at this many (edges x emb_size_edge) elements per
-batch: one (E, emb_edge) float32 activation of 8 MB, of which a training pass keeps ~100."""
+ACTIVATION_VALUES_PER_EDGE_FEATURE = 250
+"""Values a training pass without activation checkpointing keeps per (edge x emb_size_edge)
+element of its batch, all activations included: measured at JMP-S size on the benchmark
+batches (benchmarks/bench_model.py, float32, peak less the model: ~970 bytes per element for
+molecules' train_step, ~840 for slabs' forward_backward)."""
+AUTO_CHECKPOINT_MEMORY_FRACTION = 0.5
+"""Automatic activation checkpointing starts when a batch's estimated activations
+(`activation_bytes`) exceed this fraction of the device's memory (`device_memory_bytes`)."""
+
+
+@functools.lru_cache(maxsize=8)
+def device_memory_bytes(device: torch.device) -> int:
+    """Memory of ``device``: a GPU's total, or the CPU's physical memory (the cgroup's limit
+    where it is lower); ``sys.maxsize`` where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type != "cpu":
+        return sys.maxsize
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return sys.maxsize
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit))
+    except OSError:
+        pass
+    return int(total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +111,21 @@ class GemNetOCBackbone(nn.Module):
         autograd everywhere (same numbers, more memory; for comparisons)."""
         self.memory_efficient: bool | None = None
         """Checkpoint activations while training without gradient forces (see `checkpointing`):
-        True always, False never, None (auto) when the batch's edge activations are large
-        (`AUTO_CHECKPOINT_MIN_ELEMENTS`); on small batches recomputation costs more than the
-        memory it saves is worth."""
+        True always, False never, None (auto) when the batch's activations would take more than
+        `AUTO_CHECKPOINT_MEMORY_FRACTION` of the device's memory (`is_large`): recomputation
+        costs time (1.7-2x a pass), worth paying only where memory runs short."""
+
+    def activation_bytes(self, graph: GemNetGraph) -> int:
+        """Estimated memory a training pass without checkpointing keeps for this batch."""
+        d = graph.main.distance
+        values = graph.main.num_edges * self.config.emb_size_edge
+        return values * ACTIVATION_VALUES_PER_EDGE_FEATURE * d.element_size()
 
     def is_large(self, graph: GemNetGraph) -> bool:
-        """Whether this batch's (edges x emb_size_edge) activations reach
-        `AUTO_CHECKPOINT_MIN_ELEMENTS` (memory measures pay off from there)."""
-        return graph.main.num_edges * self.config.emb_size_edge >= AUTO_CHECKPOINT_MIN_ELEMENTS
+        """Whether this batch's activations (`activation_bytes`) would exceed
+        `AUTO_CHECKPOINT_MEMORY_FRACTION` of its device's memory."""
+        budget = AUTO_CHECKPOINT_MEMORY_FRACTION * device_memory_bytes(graph.main.distance.device)
+        return self.activation_bytes(graph) > budget
 
     def checkpoint_modes(self, graph: GemNetGraph) -> tuple[checkpointing.Mode, checkpointing.Mode]:
         """(mode of the energy path, mode of the force branch) for this forward pass."""

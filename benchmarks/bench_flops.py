@@ -80,9 +80,8 @@ def group_flops(counts: dict[str, dict]) -> dict[str, int]:
 
 
 def _count(fn) -> dict:  # noqa: ANN001
-    from torch.utils.flop_counter import FlopCounterMode
-
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     def linear_pointwise(x, w, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
         # oneDNN's fused linear (openjmp.model.gemnet_oc.fused): rows x in x out multiply-adds

@@ -27,9 +27,9 @@ def test_model_build_tunes_malloc(monkeypatch) -> None:
 # the system on free (resident memory drops by 64 MB); with the tuning it comes from the heap,
 # which is kept for the next pass (resident memory stays).
 _PROBE = """
-import os, torch
+import os, sys, torch
 from openjmp.model import allocator
-print(allocator.tune_malloc())
+print(allocator.tune_malloc() if len(sys.argv) < 2 else allocator.set_mode(sys.argv[1]))
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 a = torch.ones(16 << 20); before = rss_mb(); del a
@@ -37,9 +37,9 @@ print(round(before - rss_mb()))
 """
 
 
-def _probe(env: dict[str, str]) -> tuple[str, int]:
+def _probe(env: dict[str, str], *mode: str) -> tuple[str, int]:
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", _PROBE, *mode], capture_output=True, text=True, env=env, check=True
     )
     ok, dropped = out.stdout.split()
     return ok, int(dropped)
@@ -56,3 +56,33 @@ def test_settings_reach_glibc_and_user_settings_win() -> None:
     assert ok == "False" and dropped > 56  # unmapped: glibc's default
     ok, dropped = _probe({**base, "MALLOC_ARENA_MAX": "2"})
     assert ok == "False" and dropped > 56
+    ok, dropped = _probe(base, "lean")  # what activation checkpointing frees is returned
+    assert ok == "True" and dropped > 56
+
+
+def test_unknown_mode_is_named() -> None:
+    with pytest.raises(ValueError, match="'fast' or 'lean'"):
+        allocator.set_mode("greedy")
+
+
+def test_training_passes_choose_the_mode_of_their_checkpointing(monkeypatch) -> None:
+    """Checkpointed training passes run lean, the others fast; inference leaves the mode."""
+    import torch
+    from ase.build import molecule
+
+    from openjmp.graph.collate import collate
+    from openjmp.graph.gemnet import build_graph_sample
+    from openjmp.graph.spec import GraphSpec
+    from openjmp.records import AtomsRecord
+
+    model = JMPModel.pretraining(tiny_config(), ("oc20",)).train()
+    modes: list[str] = []
+    monkeypatch.setattr(allocator, "set_mode", lambda mode: modes.append(mode) or True)
+    spec = GraphSpec.from_base(5.0, 8, pbc=False, dummy_cell=True)
+    batch = collate([build_graph_sample(AtomsRecord.from_ase(molecule("CH3CH2OH")), spec)])
+    for efficient in (True, False):
+        model.set_activation_checkpointing(efficient)
+        model(batch)
+    with torch.no_grad():
+        model(batch)
+    assert modes == ["lean", "fast"]

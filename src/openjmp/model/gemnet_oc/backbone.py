@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from openjmp.model import allocator
 from openjmp.model.gemnet_oc import checkpointing, fused
 from openjmp.model.gemnet_oc.bases import Bases
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
@@ -188,6 +189,9 @@ class GemNetOCBackbone(nn.Module):
     def forward(self, h: Tensor, graph: GemNetGraph) -> BackboneOutput:
         """h (N, emb_atom) initial atom features, ``graph`` the batch's graphs -> `BackboneOutput`."""
         mode_e, mode_f = self.checkpoint_modes(graph)
+        if torch.is_grad_enabled() and graph.main.distance.device.type == "cpu":
+            # checkpointing saves memory only if malloc returns it (`allocator.set_mode`)
+            allocator.set_mode("fast" if mode_e == "off" else "lean")
         if self.use_fused(graph, mode_e):
             with fused.enabled():
                 return self._forward(h, graph, mode_e, mode_f, fast=True)

@@ -3,8 +3,9 @@
 For every case ``{molecules,slabs}_{forward,forward_backward,train_step}`` of
 `bench_model` (same structures, model size and loss), this counts the floating-point
 operations of one pass with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products:
-mm, addmm, bmm, ...), in total and per part of the model, for openjmp in this process and for
-the authors' GemNet-OC in a separate process of the authors' own environment (their modules
+mm, addmm, bmm, oneDNN's fused linear), in total, by operation and (forward cases) per part of
+the model, for openjmp and for the authors' GemNet-OC, each side in a process of its own (the
+authors' in their own environment, their modules
 imported through ``../shared/authors-bench/jmpref.py``; see that folder's README for the
 set-up), and prints both side by side. Counts do not depend on the machine or its load.
 
@@ -152,12 +153,17 @@ def authors(case: str) -> dict:
     return _count(fn)
 
 
-def _authors_subprocess(case: str) -> dict | None:
-    py = os.environ.get("AUTHORS_PY")
-    if not py or not os.environ.get("JMP_SRC"):
-        return None
+def _subprocess(case: str, side: str) -> dict | None:
+    """One side's count in a process of its own (each pass of JMP-S on these batches holds
+    9-21 GB at its peak; two in one process, or one beside the other, would not fit)."""
+    if side == "ours":
+        py = sys.executable
+    else:
+        py = os.environ.get("AUTHORS_PY")
+        if not py or not os.environ.get("JMP_SRC"):
+            return None
     proc = subprocess.run(
-        [py, str(Path(__file__).resolve()), "--authors-case", case],
+        [py, str(Path(__file__).resolve()), f"--{side}-case", case],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "2"},
@@ -166,7 +172,9 @@ def _authors_subprocess(case: str) -> dict | None:
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"authors' count of {case} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{side}' count of {case} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -179,15 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="*", default=CASES, choices=CASES)
     p.add_argument("--json", type=Path, default=None, help="also write the counts here")
     p.add_argument("--authors-case", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--ours-case", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.authors_case:
         print(json.dumps(authors(args.authors_case)))
         return 0
+    if args.ours_case:
+        print(json.dumps(ours(args.ours_case)))
+        return 0
     rows = {}
     for case in args.cases:
-        # the authors' first: this process keeps what it allocated (openjmp.model.allocator)
-        theirs = _authors_subprocess(case)
-        rows[case] = {"ours": ours(case), "authors": theirs}
+        rows[case] = {"ours": _subprocess(case, "ours"), "authors": _subprocess(case, "authors")}
         o, a = rows[case]["ours"], rows[case]["authors"]
         ratio = f"{a['flops'] / o['flops']:.2f}" if a else "-"
         print(
@@ -195,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             f"authors / ours {ratio}"
         )
         print(f"  {'part':<36}{'ours':>10}{'authors':>10}")
-        for part in GROUPS:
+        # module attribution holds for forward passes only: in backward, torch's module
+        # tracker charges gradients to whichever modules' hooks are open (sums go negative)
+        for part in GROUPS if case.endswith("_forward") else ():
             print(
                 f"  {part:<36}{_g(o['by_part'].get(part)):>10}"
                 f"{_g(a['by_part'].get(part) if a else None):>10}"

@@ -98,7 +98,8 @@ class ModelConfig(Strict):
     configs do (jmp-reference errata 5)."""
     activation_checkpointing: bool | None = None
     """Recompute interaction-block activations in backward to save memory: True always, False
-    never, None (auto) on batches with many edges (see `GemNetOCBackbone.memory_efficient`)."""
+    never, None (auto) on batches whose activations would take more than half the device's
+    memory (see `GemNetOCBackbone.memory_efficient`)."""
 
 
 # ----------------------------------------------------------------------------------- data

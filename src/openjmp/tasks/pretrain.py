@@ -103,7 +103,7 @@ class PretrainTask(pl.LightningModule):
         optimization: optimizer and schedule settings.
         shared_gradient_scaling: divide shared basis gradients by their use count (authors).
         activation_checkpointing: recompute block activations in backward (less memory);
-            None: automatic, on batches with many edges.
+            None: automatic, where a batch would take more than half the memory.
         dtype: parameter dtype (float64 for exactness tests).
         steps_per_epoch: optimizer steps per epoch, for a schedule given in epochs (default:
             asked from the Trainer's data module when the optimizer is built).

@@ -50,9 +50,12 @@ from torch.autograd.function import once_differentiable
 
 INV_SQRT_2 = 2**-0.5
 
-ONEDNN_MIN_WORK = 1 << 22
-"""Multiply-adds (rows x in x out) from which a float32 CPU product goes to oneDNN: below it
-oneDNN's per-call overhead (~30 us against ~8 us) outweighs its faster kernels."""
+ONEDNN_MIN_WORK = 1 << 27
+"""Multiply-adds (rows x in x out) from which a float32 CPU product goes to oneDNN. oneDNN
+builds a kernel for every new shape, and training batches bring a new row count every step:
+0.4-1.4 ms per call, which made the demo model's training steps (products of 4k-20k x 64 x 64,
+under 10^8 multiply-adds) slower than MKL's, while JMP-S's edge products (~5 x 10^8 and up)
+still gain 1.2-1.6x with it (2 threads, AMD EPYC, rows varied call to call)."""
 
 _HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_linear_pointwise"

@@ -79,7 +79,7 @@ def set_mode(mode: str) -> bool:
     their own mappings, returned to the system when freed, and the heap kept by "fast" is
     released now. Lean is what activation checkpointing needs to save memory: the fast heap
     keeps recomputed regions' freed memory as fragments (a checkpointed JMP-S slab pass held
-    10.8 GB in it against 4.3 GB lean). True when glibc took the settings (now or before)."""
+    10.8 GB in it against 4.1-4.3 GB lean). True when glibc took the settings (now or before)."""
     if mode not in ("fast", "lean"):
         raise ValueError(f"malloc mode must be 'fast' or 'lean', not {mode!r}")
     libc = _libc()

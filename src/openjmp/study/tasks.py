@@ -149,13 +149,13 @@ class Budget:
     @classmethod
     def for_scale(cls, scale: float) -> Budget:
         """Scale >= 0.5: the default study, sized for 2 idle CPU cores and <= 15 minutes in all:
-        pre-training up to 2,100 steps, capped at 430 s (the cap ends it first on this
-        project's 2-core machines, ~0.2 s a step: the cosine LR is near its floor by then), and
+        pre-training 1,800 steps of ~0.24 s, capped at 430 s (on this project's 2-core machines
+        the cap ends it at ~1,700 steps, where the cosine LR is already near its floor), and
         16 fine-tuning runs of 120 steps (16-26 s each; capped at 25 s of training). Smaller
         scales: a smoke-sized run of the same pipeline."""
         if scale >= 0.5:
             return cls(
-                pretrain_steps=2100,
+                pretrain_steps=1800,
                 pretrain_seconds=430,
                 pretrain_val_every=300,
                 finetune_steps=120,

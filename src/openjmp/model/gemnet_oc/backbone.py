@@ -114,7 +114,8 @@ class GemNetOCBackbone(nn.Module):
         """Checkpoint activations while training without gradient forces (see `checkpointing`):
         True always, False never, None (auto) when the batch's activations would take more than
         `AUTO_CHECKPOINT_MEMORY_FRACTION` of the device's memory (`is_large`): recomputation
-        costs time (1.7-2x a pass), worth paying only where memory runs short."""
+        costs time (2.2-3.1x a pass on the JMP-S benchmark batches on CPU, with the lean malloc
+        mode it needs), worth paying only where memory runs short."""
 
     def activation_bytes(self, graph: GemNetGraph) -> int:
         """Estimated memory a training pass without checkpointing keeps for this batch."""

@@ -157,12 +157,13 @@ def test_automatic_checkpointing_follows_batch_size(frames: dict, monkeypatch) -
 def test_device_memory_is_this_machines() -> None:
     """The CPU's budget is its physical memory (what /proc/meminfo calls MemTotal, or less)."""
     import os
+    from pathlib import Path
 
     from openjmp.model.gemnet_oc.backbone import device_memory_bytes
 
     total = device_memory_bytes(torch.device("cpu"))
     assert 0 < total <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    meminfo = dict(line.split(":", 1) for line in open("/proc/meminfo"))
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     assert total <= int(meminfo["MemTotal"].split()[0]) * 1024 + 1
 
 

@@ -100,11 +100,6 @@ def set_mode(mode: str) -> bool:
     return bool(ok)
 
 
-def mode() -> str | None:
-    """The mode set by this process ("fast" / "lean"), None while malloc is glibc's default."""
-    return _state["mode"]
-
-
 def tune_malloc() -> bool:
     """The fast mode, unless a mode was set before (once per process: models call it when
     built); True when malloc is glibc's and took settings."""

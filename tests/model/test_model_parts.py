@@ -189,3 +189,51 @@ def test_module_tree_is_clean() -> None:
     m = tiny_model()
     assert set(dict(m.named_children())) == {"embedding", "backbone", "heads"}
     assert isinstance(m.heads, nn.ModuleDict) and "oc20_energy" in m.heads
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_heads_on_their_structures_only(frames: dict, fused: bool) -> None:
+    """`structures=` runs a head on some structures: the same predictions for them, 0 for the
+    others, and the same gradients for a loss that reads each structure's own head (the
+    multi-task pre-training loss)."""
+    m = tiny_model(seed=5).train()
+    m.backbone.fused_kernels = fused
+    m.backbone.memory_efficient = False
+    batch = make_batch([frames["bulk"], frames["molecule"], frames["bulk"]], "oc20")
+    own = torch.tensor([0, 1, 0])  # task of each structure: oc20, ani1x, oc20
+    masks = {}
+    for t, name in enumerate(("oc20", "ani1x")):
+        masks[f"{name}_energy"] = masks[f"{name}_forces"] = own == t
+    atom_own = own[batch.batch]
+    w = torch.linspace(-1, 1, batch.num_atoms * 3, dtype=torch.float64).view(-1, 3)
+
+    def run(structures: dict | None) -> tuple[dict, dict]:
+        m.zero_grad()
+        out = m(batch, structures=structures)
+        e = torch.stack([out["oc20_energy"], out["ani1x_energy"]], dim=1)
+        f = torch.stack([out["oc20_forces"], out["ani1x_forces"]], dim=1)
+        loss = (
+            e[torch.arange(3), own].sum() + (f[torch.arange(batch.num_atoms), atom_own] * w).sum()
+        )
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+        return {k: v.detach() for k, v in out.items()}, grads
+
+    full, g_full = run(None)
+    part, g_part = run(masks)
+    for name, mask in masks.items():
+        rows = mask if name.endswith("energy") else mask[batch.batch]
+        torch.testing.assert_close(part[name][rows], full[name][rows], rtol=1e-12, atol=1e-13)
+        assert bool((part[name][~rows] == 0).all())
+        assert bool((full[name][~rows] != 0).any())  # the full run did predict them
+    assert g_full.keys() == g_part.keys() and len(g_full) > 100
+    for k in g_full:
+        torch.testing.assert_close(g_part[k], g_full[k], rtol=1e-10, atol=1e-12)
+
+
+def test_structures_must_name_energy_or_direct_force_heads(frames: dict, model: JMPModel) -> None:
+    batch = make_batch([frames["molecule"]], "ani1x")
+    with pytest.raises(ConfigError, match="nope"):
+        model(batch, structures={"nope": torch.tensor([True])})
+    with pytest.raises(ConfigError, match="oc20_energy"):
+        model(batch, heads=["ani1x_energy"], structures={"oc20_energy": torch.tensor([True])})

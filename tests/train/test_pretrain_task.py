@@ -20,6 +20,7 @@ from openjmp.config.common import OptimizerConfig
 from openjmp.config.pretrain import PretrainScheduleConfig
 from openjmp.graph.batch import Batch
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
+from openjmp.tasks.losses import pretrain_loss
 from openjmp.tasks.optimizer import Optimization
 from openjmp.tasks.pretrain import (
     DatasetTask,
@@ -85,8 +86,9 @@ F_ERR = [[3, 4, 0], [0, 0, 1], [0, 0, 2], [0, 0, 0], [6, 8, 0], [0, 0, 0]]
 
 
 def mocked(task: PretrainTask):
-    def predictions(batch: Batch):
+    def predictions(batch: Batch, task_index: torch.Tensor | None = None):
         own = torch.tensor([0, 1, 0])
+        assert task_index is None or task_index.tolist() == own.tolist()
         e = torch.full((3, 2), BIG, dtype=torch.float64)
         e[torch.arange(3), own] = torch.tensor(E_HAT, dtype=torch.float64) + torch.tensor(E_ERR)
         f = torch.full((6, 2, 3), BIG, dtype=torch.float64)
@@ -236,3 +238,45 @@ def test_activation_checkpointing_same_numbers_same_names() -> None:
     assert grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-12, atol=1e-14)
+
+
+def test_each_head_runs_on_its_own_structures_with_the_full_runs_loss() -> None:
+    """The training loss runs every task's heads on that task's structures only; loss and
+    gradients are those of running every head on every structure (the authors')."""
+    from openjmp.config.common import GraphConfig
+    from openjmp.graph.collate import collate
+    from openjmp.records import AtomsRecord
+    from openjmp.train.graph_dataset import GraphDataset
+
+    from helpers.tiny_data import molecules
+
+    recs = [AtomsRecord.from_ase(a) for a in molecules(3)]  # elements within TASKS' tables
+    graph = GraphConfig(cutoff=4.0, max_neighbors=8, pbc=False, dummy_cell=True)
+    samples = [GraphDataset(recs, graph, name)[i] for i, name in enumerate(("A", "B", "A"))]
+    batch = collate(samples)
+    torch.manual_seed(0)
+    task = PretrainTask(TINY, TASKS, dtype=torch.float64, activation_checkpointing=False)
+    task.train()
+    own = task.structure_tasks(batch)
+    assert own.tolist() == [0, 1, 0]
+
+    def grads() -> dict[str, torch.Tensor]:
+        out = {n: p.grad.clone() for n, p in task.named_parameters() if p.grad is not None}
+        task.zero_grad()
+        return out
+
+    loss, *_ = task._loss(batch)  # restricted heads
+    loss.total.backward()
+    g_own = grads()
+    e_t, f_t = task.normalized_targets(batch, own)
+    e_all, f_all = task.predictions(batch)  # every head on every structure
+    full = pretrain_loss(e_all, e_t, f_all, f_t, own, batch.batch, task.energy_coef,
+                         task.force_coef)  # fmt: skip
+    full.total.backward()
+    g_full = grads()
+    torch.testing.assert_close(loss.total, full.total, rtol=1e-13, atol=0.0)
+    e_own, _ = task.predictions(batch, own)
+    assert e_own[0, 1] == 0 and e_own[1, 0] == 0 and e_all[0, 1] != 0
+    assert g_own.keys() == g_full.keys() and len(g_own) > 50
+    for n in g_full:
+        torch.testing.assert_close(g_own[n], g_full[n], rtol=1e-10, atol=1e-13)

@@ -121,6 +121,15 @@ def _direct_forces(head: DirectForceHead, x: Tensor, v_st: Tensor, idx_t: Tensor
     return f_st.new_zeros(n, 3).index_add_(0, idx_t, f_st)
 
 
+def _energy_subset(head: EnergyHead, h: Tensor, batch: Tensor, mask: Tensor) -> Tensor:
+    """``head(h, batch, B)`` for the structures of ``mask`` (B,) only; 0 for the others."""
+    mask = mask.to(device=h.device, dtype=torch.bool)
+    atoms = torch.nonzero(mask[batch])[:, 0]
+    y = head(h[atoms], batch[atoms], int(mask.shape[0]))
+    keep = mask if y.dim() == 1 else mask[:, None]
+    return torch.where(keep, y, torch.zeros((), dtype=y.dtype, device=y.device))
+
+
 class JMPModel(nn.Module):
     """Embedding (Z - 1) + `GemNetOCBackbone` + ``heads`` (name -> head module)."""
 
@@ -246,11 +255,16 @@ class JMPModel(nn.Module):
         gradient_forces: Mapping[str, str] | None = None,
         stress: Mapping[str, str] | None = None,
         create_graph: bool | None = None,
+        structures: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Run the heads on a collated batch (positions Å; cast to the model's dtype); raw
         outputs (`to_physical` converts them).
 
         heads: names of the heads to run (default: all).
+        structures: ``{head: (B,) bool}`` for energy and direct-force heads that need only some
+            structures' predictions (multi-task training: each structure's own task's heads):
+            the head runs on those structures' atoms or edges only, and its outputs for the
+            others are 0. The predictions it makes are the ones it makes on the whole batch.
         gradient_forces: extra outputs ``{name: energy head}``, -d(energy)/d(positions) (N, 3).
         stress: extra outputs ``{name: energy head}``, (1/V) d(energy)/d(strain) (B, 3, 3): the
             derivative with respect to a symmetric strain ε of the cell, positions strained with
@@ -259,6 +273,13 @@ class JMPModel(nn.Module):
         create_graph: keep derivatives differentiable (default: ``self.training``).
         """
         selected = dict(self.heads.items()) if heads is None else {n: self.heads[n] for n in heads}
+        masks = dict(structures or {})
+        for name in masks:
+            if not isinstance(selected.get(name), EnergyHead | DirectForceHead):
+                raise ConfigError(
+                    f"structures given for {name!r}, which is not a selected energy or "
+                    "direct-force head of this model"
+                )
         grad_heads = {n: h.energy for n, h in selected.items() if isinstance(h, GradientForceHead)}
         for kind, extra in (("gradient forces", gradient_forces), ("stress", stress)):
             for energy in (extra or {}).values():
@@ -291,19 +312,27 @@ class JMPModel(nn.Module):
             fast = self.backbone.use_fused(graph, mode_e)
             results: dict[str, Tensor] = {}
             for name, head in selected.items():
+                mask = masks.get(name)
                 if isinstance(head, EnergyHead):
                     if out.energy is None:
                         raise ConfigError(f"head {name!r} needs regress_energy=True")
-                    results[name] = head(out.energy, graph.batch, graph.num_graphs)
+                    if mask is None:
+                        results[name] = head(out.energy, graph.batch, graph.num_graphs)
+                    else:
+                        results[name] = _energy_subset(head, out.energy, graph.batch, mask)
                 elif isinstance(head, DirectForceHead):
                     assert out.forces is not None
+                    x, v_st, idx_t = out.forces, out.V_st, out.idx_t
+                    if mask is not None:
+                        edges = torch.nonzero(mask.to(idx_t.device)[graph.batch][idx_t])[:, 0]
+                        x, v_st, idx_t = x[edges], v_st[edges], idx_t[edges]
                     results[name] = checkpointing.run(
                         mode_f,
                         _direct_forces if fast else head,
                         *((head,) if fast else ()),
-                        out.forces,
-                        out.V_st,
-                        out.idx_t,
+                        x,
+                        v_st,
+                        idx_t,
                         graph.num_atoms,
                     )
             if create_graph is None:

@@ -64,9 +64,13 @@ def collate_mixed(samples: Sequence[GraphSample]) -> MixedBatch:
     return MixedBatch(collate(target) if target else None, collate(replay) if replay else None)
 
 
+KINDS = ("energy", "forces")
+"""The kept heads of one replayed dataset, ``{name}_{kind}``."""
+
+
 def kept_head_names(names: Sequence[str]) -> list[str]:
     """The model heads of the replayed datasets ``names``."""
-    return [f"{n}_{kind}" for n in names for kind in ("energy", "forces")]
+    return [f"{n}_{kind}" for n in names for kind in KINDS]
 
 
 class ReplayFinetuneTask(FinetuneTask):
@@ -161,7 +165,8 @@ class ReplayFinetuneTask(FinetuneTask):
         """Pre-training loss of the replayed structures through their datasets' heads."""
         task = self.replay_tasks(batch)
         e_target, f_target = self.replay_targets(batch, task)
-        out = self.model(batch, heads=kept_head_names(self.replay_names))
+        own = {f"{n}_{kind}": task == t for t, n in enumerate(self.replay_names) for kind in KINDS}
+        out = self.model(batch, heads=kept_head_names(self.replay_names), structures=own)
         e_pred = torch.stack([out[f"{n}_energy"] for n in self.replay_names], dim=1)
         f_pred = torch.stack([out[f"{n}_forces"] for n in self.replay_names], dim=1)
         dtype = torch.float64 if e_pred.dtype == torch.float64 else torch.float32

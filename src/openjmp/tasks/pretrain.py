@@ -5,8 +5,10 @@ own energy and direct-force head in a `JMPModel.pretraining` model. Per batch:
 
 * targets are referenced and normalised per structure with its dataset's buffers
   (Ê = (E − Σ ref[Z] − mean) / std, F̂ = F / std_F);
-* every head predicts every structure (as the authors); `pretrain_loss` keeps each structure's
-  own head: λ_E |Ê' − Ê| + λ_F · mean over the structure's atoms of ‖F̂' − F̂‖₂, averaged over
+* each task's heads predict the structures of their task only (the authors run every head on
+  every structure and keep one: the same loss, gradients and numbers, for a quarter of the
+  heads' work with four tasks); `pretrain_loss` keeps each structure's own head:
+  λ_E |Ê' − Ê| + λ_F · mean over the structure's atoms of ‖F̂' − F̂‖₂, averaged over
   structures (fixed atoms included);
 * validation (on the EMA weights, swapped in by Lightning's weight-averaging callback) sums, per
   dataset, the energy MAE (eV), the force MAE (eV/Å, free atoms only) and the same loss, and
@@ -181,9 +183,16 @@ class PretrainTask(pl.LightningModule):
             forces[a_mask] = self.force_norm[name].normalize(forces[a_mask])
         return energy, forces
 
-    def predictions(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(B, T) normalised energies and (N, T, 3) normalised forces from every task's heads."""
-        out = self.model(batch)
+    def predictions(self, batch: Batch, task: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, T) normalised energies and (N, T, 3) normalised forces from every task's heads;
+        with ``task`` (B,) (`structure_tasks`), each head runs on its task's structures only
+        and the other entries are 0 (the loss reads each structure's own task only)."""
+        structures = None
+        if task is not None:
+            structures = {}
+            for t, name in enumerate(self.task_names):
+                structures[f"{name}_energy"] = structures[f"{name}_forces"] = task == t
+        out = self.model(batch, structures=structures)
         energy = torch.stack([out[f"{n}_energy"] for n in self.task_names], dim=1)
         forces = torch.stack([out[f"{n}_forces"] for n in self.task_names], dim=1)
         return energy, forces
@@ -191,7 +200,7 @@ class PretrainTask(pl.LightningModule):
     def _loss(self, batch: Batch) -> tuple[Any, Tensor, Tensor, Tensor, Tensor, Tensor]:
         task = self.structure_tasks(batch)
         e_target, f_target = self.normalized_targets(batch, task)
-        e_pred, f_pred = self.predictions(batch)
+        e_pred, f_pred = self.predictions(batch, task)
         dtype = torch.float64 if e_pred.dtype == torch.float64 else torch.float32
         loss = pretrain_loss(
             e_pred.to(dtype),

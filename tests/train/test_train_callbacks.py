@@ -79,3 +79,31 @@ def test_ema_update_is_the_exponential_average() -> None:
     for e, p in zip(expected, avg.module.parameters(), strict=True):
         torch.testing.assert_close(p, e, rtol=1e-12, atol=1e-12)
     assert torch.equal(avg.module.running_mean, torch.full((3,), 3.0, dtype=torch.float64))
+
+
+def test_cached_ema_step_update_equals_the_stock_update() -> None:
+    """The callback's per-step update (parameter lists kept from the first update) gives the
+    stock `AveragedModel.update_parameters` result bit for bit, step after step."""
+    import copy
+
+    from torch.optim.swa_utils import AveragedModel
+
+    from openjmp.train.callbacks import ema_callback
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.SiLU(), torch.nn.Linear(5, 2))
+    cb = ema_callback(0.95)
+    cb._average_model = AveragedModel(model, use_buffers=cb._use_buffers, **cb._kwargs)
+    stock = AveragedModel(copy.deepcopy(model), use_buffers=cb._use_buffers, **cb._kwargs)
+    for k in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        cb._update(model)
+        stock.update_parameters(model)
+        assert int(cb._average_model.n_averaged) == int(stock.n_averaged) == k + 1
+        for a, b in zip(cb._average_model.module.parameters(), stock.module.parameters(),
+                        strict=True):  # fmt: skip
+            assert torch.equal(a, b)
+    assert cb._pairs is not None
+    assert not torch.equal(next(stock.module.parameters()), next(model.parameters()))

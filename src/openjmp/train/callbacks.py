@@ -58,7 +58,10 @@ class EMA(EMAWeightAveraging):
     the whole model across. Its update is a Python loop over parameters (22 ms per step on the
     ~250 tensors of the demo model on 2 CPU cores, where a training step takes ~230 ms);
     torch's ``get_ema_multi_avg_fn`` computes the same ema + (1 - decay) (θ - ema) over all
-    tensors at once.
+    tensors at once. Even so, `AveragedModel.update_parameters` walks both module trees and
+    detaches every tensor at every step (18 ms per step on the demo model): the step update
+    here keeps the two parameter lists from the first update and runs the same
+    ``torch._foreach_lerp_`` on them (the first update copies, as the stock one).
     """
 
     def __init__(self, decay: float, **kwargs: Any) -> None:
@@ -66,11 +69,45 @@ class EMA(EMAWeightAveraging):
         # AveragedModel takes one of avg_fn (set by EMAWeightAveraging) and multi_avg_fn
         self._kwargs.pop("avg_fn", None)
         self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay)
+        self._decay = float(decay)
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._device is None:
             self._device = trainer.strategy.root_device
+        self._pairs = None
         super().setup(trainer, pl_module, stage)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        # the stock condition (`WeightAveraging.on_train_batch_end`), the cached update
+        step_idx = trainer.global_step - 1
+        if trainer.global_step > self._latest_update_step and self.should_update(step_idx=step_idx):
+            self._update(pl_module)
+            self._latest_update_step = trainer.global_step
+
+    @torch.no_grad()
+    def _update(self, pl_module: pl.LightningModule) -> None:
+        average = self._average_model
+        assert average is not None
+        if self._pairs is None:
+            ema, model = list(average.module.parameters()), list(pl_module.parameters())
+            same = len(ema) == len(model) and all(
+                a.shape == b.shape and a.device == b.device and a.dtype == b.dtype
+                and a.is_floating_point()
+                for a, b in zip(ema, model, strict=True)
+            )  # fmt: skip
+            if not same:  # not the layout this shortcut is for: the stock update
+                average.update_parameters(pl_module)
+                return
+            self._pairs = (ema, model)
+        ema, model = self._pairs
+        if bool(average.n_averaged == 0):
+            torch._foreach_copy_(ema, model)
+        else:
+            torch._foreach_lerp_(ema, model, 1.0 - self._decay)
+        average.n_averaged += 1
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # last.ckpt must hold the raw weights of the final step: write it before the stock

@@ -178,11 +178,8 @@ class _Aggregate(torch.autograd.Function):
 
 class _AggregateBilinear(torch.autograd.Function):
     """`SegmentPlan.aggregate_bilinear` as one autograd node (first-order backward; the
-    backbone uses it only on the fused path, see `openjmp.model.gemnet_oc.fused`). Keeps only
-    its inputs: backward recomputes each chunk's aggregate (one gather, which the gradient of
-    the basis needs anyway, and one `bmm`) and the (rows, C * D') contraction. The aggregates
-    are (rows, S * D) per interaction, 1.1-1.2 GB of a JMP-S pass on the benchmark batches,
-    for ~2 % of its time."""
+    backbone uses it only on the fused path, see `openjmp.model.gemnet_oc.fused`). Keeps the
+    per-chunk aggregates; recomputes the (rows, C * D') contraction in backward."""
 
     @staticmethod
     def forward(
@@ -191,6 +188,7 @@ class _AggregateBilinear(torch.autograd.Function):
         d = x.shape[1]
         k = rad_w.shape[2]
         out_ordered = x.new_empty(rad_w.shape[0], w.shape[0])
+        aggs = []
         start = 0
         for yc, xi in zip(y, plan.x_index):
             n_c = xi.shape[0]
@@ -198,20 +196,21 @@ class _AggregateBilinear(torch.autograd.Function):
             agg = torch.bmm(yc, xc).view(n_c, k, -1)  # (n_c, K, D')
             del xc
             b = torch.bmm(rad_w.narrow(0, start, n_c), agg)  # (n_c, C, D')
-            del agg
             out_ordered.narrow(0, start, n_c).copy_(mm_nt(b.view(n_c, -1), w))
+            aggs.append(agg)
             start += n_c
         ctx.plan, ctx.width = plan, width
-        ctx.save_for_backward(x, rad_w, w, *y)
+        ctx.save_for_backward(x, rad_w, w, *y, *aggs)
         return out_ordered.new_zeros(plan.n_out, w.shape[0]).index_copy_(0, plan.order, out_ordered)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: ANN001
         plan: SegmentPlan = ctx.plan
-        x, rad_w, w, *y = ctx.saved_tensors
+        x, rad_w, w, *rest = ctx.saved_tensors
+        n = len(plan.rows)
+        y, aggs = rest[:n], rest[n:]
         d = x.shape[1]
-        k = rad_w.shape[2]
         need_x, need_r, need_w = ctx.needs_input_grad[2:5]
         need_y = ctx.needs_input_grad[5:]
         grad = grad.index_select(0, plan.order)
@@ -221,15 +220,10 @@ class _AggregateBilinear(torch.autograd.Function):
         w_t = w.t().contiguous()
         grad_y: list[Tensor | None] = []
         start = 0
-        for i, (yc, xi) in enumerate(zip(y, plan.x_index)):
+        for i, (yc, xi, agg) in enumerate(zip(y, plan.x_index, aggs)):
             n_c = xi.shape[0]
             gc = grad.narrow(0, start, n_c)  # (n_c, out)
             rw = rad_w.narrow(0, start, n_c)  # (n_c, C, K)
-            flat = xi.reshape(-1)
-            xc = x.index_select(0, flat).view(n_c, xi.shape[1], d)
-            agg = torch.bmm(yc, xc).view(n_c, k, -1)  # the forward's (n_c, K, D')
-            if not need_y[i]:
-                del xc
             if grad_w is not None:
                 b = torch.bmm(rw, agg)
                 grad_w.addmm_(gc.t(), b.view(n_c, -1))
@@ -237,14 +231,14 @@ class _AggregateBilinear(torch.autograd.Function):
             gb = mm_nt(gc, w_t).view(n_c, rw.shape[1], -1)  # (n_c, C, D')
             if grad_r is not None:
                 torch.bmm(gb, agg.transpose(1, 2), out=grad_r.narrow(0, start, n_c))
-            del agg
             g_agg = torch.bmm(rw.transpose(1, 2), gb).view(n_c, yc.shape[1], d)
             del gb
+            flat = xi.reshape(-1)
             if grad_x is not None:
                 grad_x.index_add_(0, flat, torch.bmm(yc.transpose(1, 2), g_agg).reshape(-1, d))
             if need_y[i]:
+                xc = x.index_select(0, flat).view(n_c, xi.shape[1], d)
                 grad_y.append(torch.bmm(g_agg, xc.transpose(1, 2)))
-                del xc
             else:
                 grad_y.append(None)
             start += n_c

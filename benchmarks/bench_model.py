@@ -6,7 +6,8 @@ setting oc20), the same workloads as the authors' ``../shared/authors-bench/make
 and ``demo_*``: the embedded study's small model (``demo`` preset) on a batch of its size, 16
 structures like the demo corpus's (`demo_structures`: 8 molecules, 8 small slabs, at the
 preset's 6 Å / 16-neighbour graph), whose
-``steps_per_s`` in ``demo_train_step`` is the study's training-step rate:
+``steps_per_s`` in ``demo_train_step`` is the model's part of the study's training step
+(`bench_pretrain_step.py` times the whole step as the run takes it):
 
 * graph: per-structure graphs + collate + the batch's GemNet-OC indices;
 * forward: ``model(batch)`` under ``torch.no_grad()`` (indices built inside, as the authors');

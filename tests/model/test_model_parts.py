@@ -237,3 +237,7 @@ def test_structures_must_name_energy_or_direct_force_heads(frames: dict, model: 
         model(batch, structures={"nope": torch.tensor([True])})
     with pytest.raises(ConfigError, match="oc20_energy"):
         model(batch, heads=["ani1x_energy"], structures={"oc20_energy": torch.tensor([True])})
+    with pytest.raises(ConfigError, match="bool tensor"):
+        model(batch, structures={"ani1x_energy": torch.tensor([True, False])})
+    with pytest.raises(ConfigError, match="bool tensor"):
+        model(batch, structures={"ani1x_forces": torch.tensor([1])})

@@ -280,6 +280,12 @@ class JMPModel(nn.Module):
                     f"structures given for {name!r}, which is not a selected energy or "
                     "direct-force head of this model"
                 )
+            if tuple(masks[name].shape) != (batch.num_graphs,) or masks[name].dtype != torch.bool:
+                raise ConfigError(
+                    f"structures[{name!r}] must be a ({batch.num_graphs},) bool tensor (one entry "
+                    f"per structure of the batch), got {tuple(masks[name].shape)} "
+                    f"{masks[name].dtype}"
+                )
         grad_heads = {n: h.energy for n, h in selected.items() if isinstance(h, GradientForceHead)}
         for kind, extra in (("gradient forces", gradient_forces), ("stress", stress)):
             for energy in (extra or {}).values():

@@ -107,3 +107,29 @@ def test_cached_ema_step_update_equals_the_stock_update() -> None:
             assert torch.equal(a, b)
     assert cb._pairs is not None
     assert not torch.equal(next(stock.module.parameters()), next(model.parameters()))
+
+
+def test_ema_update_falls_back_to_the_stock_one_for_other_layouts() -> None:
+    """A parameter that lerp cannot average (here an integer one) sends every update through
+    the stock `AveragedModel.update_parameters`, decided once."""
+    import copy
+
+    from torch.optim.swa_utils import AveragedModel
+
+    from openjmp.train.callbacks import ema_callback
+
+    model = torch.nn.Linear(3, 2)
+    model.count = torch.nn.Parameter(torch.zeros(2, dtype=torch.int64), requires_grad=False)
+    cb = ema_callback(0.9)
+    cb._average_model = AveragedModel(model, use_buffers=cb._use_buffers, **cb._kwargs)
+    stock = AveragedModel(copy.deepcopy(model), use_buffers=cb._use_buffers, **cb._kwargs)
+    for _ in range(3):
+        with torch.no_grad():
+            model.weight.add_(1.0)
+            model.count.add_(10)
+        cb._update(model)
+        stock.update_parameters(model)
+    assert cb._pairs == ()
+    for a, b in zip(cb._average_model.module.parameters(), stock.module.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert int(cb._average_model.n_averaged) == 3

@@ -32,7 +32,7 @@ from openjmp.graph.collate import collate
 from openjmp.model.outputs import OutputTransform
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.tasks.losses import PretrainLoss, pretrain_loss
-from openjmp.tasks.pretrain import dataset_indices
+from openjmp.tasks.pretrain import dataset_indices, own_task_heads
 
 TARGET_DATASET = "finetune"
 """Dataset name of the target's structures in training batches (`FinetuneDataModule`)."""
@@ -64,13 +64,9 @@ def collate_mixed(samples: Sequence[GraphSample]) -> MixedBatch:
     return MixedBatch(collate(target) if target else None, collate(replay) if replay else None)
 
 
-KINDS = ("energy", "forces")
-"""The kept heads of one replayed dataset, ``{name}_{kind}``."""
-
-
 def kept_head_names(names: Sequence[str]) -> list[str]:
     """The model heads of the replayed datasets ``names``."""
-    return [f"{n}_{kind}" for n in names for kind in KINDS]
+    return [f"{n}_{kind}" for n in names for kind in ("energy", "forces")]
 
 
 class ReplayFinetuneTask(FinetuneTask):
@@ -165,8 +161,11 @@ class ReplayFinetuneTask(FinetuneTask):
         """Pre-training loss of the replayed structures through their datasets' heads."""
         task = self.replay_tasks(batch)
         e_target, f_target = self.replay_targets(batch, task)
-        own = {f"{n}_{kind}": task == t for t, n in enumerate(self.replay_names) for kind in KINDS}
-        out = self.model(batch, heads=kept_head_names(self.replay_names), structures=own)
+        out = self.model(
+            batch,
+            heads=kept_head_names(self.replay_names),
+            structures=own_task_heads(self.replay_names, task),
+        )
         e_pred = torch.stack([out[f"{n}_energy"] for n in self.replay_names], dim=1)
         f_pred = torch.stack([out[f"{n}_forces"] for n in self.replay_names], dim=1)
         dtype = torch.float64 if e_pred.dtype == torch.float64 else torch.float32

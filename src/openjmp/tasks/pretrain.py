@@ -87,6 +87,13 @@ def dataset_indices(batch: Batch, index: Mapping[str, int]) -> Tensor:
     return torch.tensor(idx, dtype=torch.long, device=batch.natoms.device)
 
 
+def own_task_heads(names: Sequence[str], task: Tensor) -> dict[str, Tensor]:
+    """``{f"{name}_energy" / f"{name}_forces": (B,) bool}``: the structures of each task, for
+    `JMPModel.forward`'s ``structures`` (each task's heads run on its own structures only);
+    ``task`` (B,) the index in ``names`` of every structure's task."""
+    return {f"{n}_{kind}": task == t for t, n in enumerate(names) for kind in ("energy", "forces")}
+
+
 def disable_dropout_boost(model: JMPModel) -> None:
     """Switch off the 1/(1 − p) edge-dropout boost (config and output blocks), e.g. before a
     pre-trained model is saved for fine-tuning, which drops no edges."""
@@ -187,11 +194,7 @@ class PretrainTask(pl.LightningModule):
         """(B, T) normalised energies and (N, T, 3) normalised forces from every task's heads;
         with ``task`` (B,) (`structure_tasks`), each head runs on its task's structures only
         and the other entries are 0 (the loss reads each structure's own task only)."""
-        structures = None
-        if task is not None:
-            structures = {}
-            for t, name in enumerate(self.task_names):
-                structures[f"{name}_energy"] = structures[f"{name}_forces"] = task == t
+        structures = None if task is None else own_task_heads(self.task_names, task)
         out = self.model(batch, structures=structures)
         energy = torch.stack([out[f"{n}_energy"] for n in self.task_names], dim=1)
         forces = torch.stack([out[f"{n}_forces"] for n in self.task_names], dim=1)

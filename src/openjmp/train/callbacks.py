@@ -70,7 +70,9 @@ class EMA(EMAWeightAveraging):
         self._kwargs.pop("avg_fn", None)
         self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay)
         self._decay = float(decay)
-        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
+        # the (average, model) parameter lists of the cached update; () where the layout needs
+        # the stock update; None until the first update of a fit
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | tuple[()] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self._device is None:
@@ -98,10 +100,10 @@ class EMA(EMAWeightAveraging):
                 and a.is_floating_point()
                 for a, b in zip(ema, model, strict=True)
             )  # fmt: skip
-            if not same:  # not the layout this shortcut is for: the stock update
-                average.update_parameters(pl_module)
-                return
-            self._pairs = (ema, model)
+            self._pairs = (ema, model) if same else ()
+        if not self._pairs:  # not the layout this shortcut is for: the stock update
+            average.update_parameters(pl_module)
+            return
         ema, model = self._pairs
         if bool(average.n_averaged == 0):
             torch._foreach_copy_(ema, model)

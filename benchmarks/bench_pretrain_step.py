@@ -9,11 +9,13 @@ time from one training batch's end to the next one's (data loading included); th
 ``--skip`` steps and validation are left out. The preset's LR schedule is kept; the run stops
 after ``--skip + --steps`` steps.
 
-    .venv/bin/python benchmarks/bench_pretrain_step.py [--steps 80] [--corpus DIR]
+    .venv/bin/python benchmarks/bench_pretrain_step.py [--steps 80] [--corpus DIR] [--set K=V]
 
 ``--corpus``: an existing demo corpus (`openjmp data make-demo DIR`); by default one is made
-(or reused) in the system's temporary directory. Prints one JSON line: the median and
-quartiles of the step time, steps/s, and the step count. Run it with nothing else running on
+(or reused) in the system's temporary directory. ``--set KEY=VALUE`` (repeatable): a config
+override on top of the preset, as ``openjmp pretrain demo --set`` takes it (e.g.
+``loader.num_workers=1``). Prints one JSON line: the median and quartiles of the step time,
+steps/s, the step count and the overrides. Run it with nothing else running on
 the machine (see the README's Benchmarks section); compare two versions of the code by running
 this script against each, interleaved, in one session.
 """
@@ -42,7 +44,9 @@ def demo_corpus(path: Path | None) -> Path:
     return out
 
 
-def run(steps: int = 80, skip: int = 10, corpus: Path | None = None) -> dict[str, Any]:
+def run(
+    steps: int = 80, skip: int = 10, corpus: Path | None = None, overrides: list[str] | None = None
+) -> dict[str, Any]:
     import lightning.pytorch as pl
     import torch
 
@@ -61,6 +65,7 @@ def run(steps: int = 80, skip: int = 10, corpus: Path | None = None) -> dict[str
             f"trainer.max_steps={total}",
             f"trainer.val_check_interval={10 * total}",
             "trainer.max_time=null",
+            *(overrides or []),
         ],
     )
 
@@ -88,6 +93,7 @@ def run(steps: int = 80, skip: int = 10, corpus: Path | None = None) -> dict[str
         "seconds_q3": q[2],
         "steps_per_s": 1.0 / median,
         "batch_size": config.loader.batch_size,
+        "overrides": list(overrides or []),
     }
 
 
@@ -96,10 +102,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=80, help="timed steps (default 80)")
     ap.add_argument("--skip", type=int, default=10, help="warm-up steps left out (default 10)")
     ap.add_argument("--corpus", type=Path, default=None, help="an existing demo corpus")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override on top of the demo preset (repeatable)",
+    )
     args = ap.parse_args()
     if args.steps < 1 or args.skip < 1:
         ap.error("--steps and --skip must be at least 1")
-    print(json.dumps(run(args.steps, args.skip, args.corpus)))
+    from openjmp.errors import ConfigError
+
+    try:
+        result = run(args.steps, args.skip, args.corpus, args.overrides)
+    except ConfigError as exc:
+        raise SystemExit(f"bench_pretrain_step: {exc}") from None
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

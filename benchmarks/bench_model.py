@@ -206,7 +206,8 @@ def run_case(
 ) -> dict[str, Any]:
     """Run one case in this process (call it in a fresh process for a clean peak RSS).
 
-    checkpointing: "auto" (the model's default), "on" or "off" (activation checkpointing).
+    checkpointing: "auto" (the model's default), "on", "off" or "residual" (activation
+    checkpointing, see `JMPModel.set_activation_checkpointing`).
     """
     import torch
 
@@ -242,7 +243,9 @@ def run_case(
 
     else:
         model = (build_demo_model() if system == "demo" else build_model()).to(dev)
-        model.set_activation_checkpointing({"auto": None, "on": True, "off": False}[checkpointing])
+        model.set_activation_checkpointing(
+            {"auto": None, "on": True, "off": False, "residual": "residual"}[checkpointing]
+        )
         batch = build_batch(frames, demo=system == "demo").to(dev)
         fn = pass_fn(model, batch, kind)
         result.update({f"n_{k}": v for k, v in build_indices(batch).counts().items()})
@@ -356,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     p.add_argument(
         "--activation-checkpointing",
-        choices=("auto", "on", "off"),
+        choices=("auto", "on", "off", "residual"),
         default="auto",
-        help="the model's activation checkpointing (default: auto, as the model is built)",
+        help="the model's activation checkpointing (default: auto, as the model is built; "
+        "residual: only the residual layers' first products)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     p.add_argument("--case", default=None, help="run this one case here and print its JSON line")

@@ -19,6 +19,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from openjmp.errors import ConfigError
 from openjmp.model.checkpoint import read_checkpoint
 from openjmp.tasks.finetune import FinetuneTask
 from openjmp.train.backbone import build_backbone, uses_direct_forces
@@ -138,9 +139,18 @@ def test_frozen_weights_are_bit_identical_after_training(
         assert not torch.equal(ck["current_model_state"][k], snap.state[k])
 
 
-@pytest.mark.parametrize("value", [None, True, False])
+@pytest.mark.parametrize("value", [None, True, False, "residual"])
 def test_activation_checkpointing_setting_reaches_the_backbone(tmp_path: Path, value) -> None:
     """model.activation_checkpointing (None: automatic by batch size) sets the backbone's mode."""
     text = "null" if value is None else str(value).lower()
     task = two_block_task(tmp_path, [f"model.activation_checkpointing={text}"])
-    assert task.model.backbone.memory_efficient is value
+    mode = task.model.backbone.memory_efficient
+    assert mode == value if isinstance(value, str) else mode is value
+
+
+def test_activation_checkpointing_rejects_unknown_modes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="activation_checkpointing"):
+        two_block_task(tmp_path, ["model.activation_checkpointing=residuals"])
+    task = two_block_task(tmp_path, [])
+    with pytest.raises(ConfigError, match="'sometimes'"):
+        task.model.set_activation_checkpointing("sometimes")  # type: ignore[arg-type]

@@ -88,11 +88,11 @@ def test_gradient_head_must_refer_to_an_energy_head() -> None:
         JMPModel(tiny_config(), {"f": GradientForceHead("missing")})
 
 
-def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict) -> None:
+def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict, monkeypatch) -> None:
     m = tiny_model(seed=3).train()
     batch = make_batch([frames["bulk"], frames["molecule"]], "oc20")
 
-    def run(efficient: bool, fused: bool = False) -> tuple[dict, int]:
+    def run(efficient: bool | str, fused: bool = False) -> tuple[dict, int]:
         m.backbone.memory_efficient = efficient
         m.backbone.fused_kernels = fused
         m.zero_grad()
@@ -124,6 +124,23 @@ def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict) -> None:
     for k in plain:
         torch.testing.assert_close(fast[k], plain[k], rtol=1e-10, atol=1e-13)
     assert mem_fast < 0.85 * mem_plain  # (0.57 at JMP-S size, where edge activations dominate)
+    # "residual": the residual layers keep one pre-activation each (not two) and recompute the
+    # other product in backward: the same gradients, one (rows, units) tensor less per layer
+    from openjmp.model.gemnet_oc import fused as fused_kernels
+
+    first_products = [0]
+    apply = fused_kernels._ResidualStack.apply
+
+    def counting_apply(x: torch.Tensor, scale: float, lean: bool, *ws: torch.Tensor):  # noqa: ANN202
+        assert lean
+        first_products[0] += x.numel() * x.element_size() * (len(ws) // 2)
+        return apply(x, scale, lean, *ws)
+
+    monkeypatch.setattr(fused_kernels._ResidualStack, "apply", counting_apply)
+    lean, mem_lean = run("residual", fused=True)
+    for k in plain:
+        torch.testing.assert_close(lean[k], plain[k], rtol=1e-10, atol=1e-13)
+    assert first_products[0] > 0 and mem_lean == mem_fast - first_products[0]
 
 
 def test_automatic_checkpointing_follows_batch_size(frames: dict, monkeypatch) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -176,12 +176,17 @@ class JMPModel(nn.Module):
             )
         return cls(config, heads)
 
-    def set_activation_checkpointing(self, enabled: bool | None) -> None:
+    def set_activation_checkpointing(self, enabled: bool | Literal["residual"] | None) -> None:
         """Recompute activations of the interaction and output blocks in backward (less memory,
         more compute): the backbone's own checkpointing regions (`openjmp.model.gemnet_oc.
         checkpointing`), switched by its ``memory_efficient`` flag. None: automatic, by batch
-        size. Parameters and their names do not change, so checkpoints are unaffected."""
-        self.backbone.memory_efficient = None if enabled is None else bool(enabled)
+        size; "residual": only the residual layers' first products (a little memory for a
+        little time). Parameters and their names do not change, so checkpoints are unaffected."""
+        if enabled is not None and not isinstance(enabled, bool) and enabled != "residual":
+            raise ConfigError(
+                f"activation checkpointing: {enabled!r}; expected true, false, null or 'residual'"
+            )
+        self.backbone.memory_efficient = enabled
 
     def head_specs(self) -> dict[str, dict[str, Any]]:
         """Per head: its architecture (`head_spec`) and its `HeadInfo`, JSON-able."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -112,7 +112,8 @@ class PretrainTask(pl.LightningModule):
         optimization: optimizer and schedule settings.
         shared_gradient_scaling: divide shared basis gradients by their use count (authors).
         activation_checkpointing: recompute block activations in backward (less memory);
-            None: automatic, where a batch would take more than half the memory.
+            None: automatic, where a batch would take more than half the memory; "residual":
+            only the residual layers' first products.
         dtype: parameter dtype (float64 for exactness tests).
         steps_per_epoch: optimizer steps per epoch, for a schedule given in epochs (default:
             asked from the Trainer's data module when the optimizer is built).
@@ -125,7 +126,7 @@ class PretrainTask(pl.LightningModule):
         optimization: Optimization | None = None,
         *,
         shared_gradient_scaling: bool = True,
-        activation_checkpointing: bool | None = None,
+        activation_checkpointing: bool | Literal["residual"] | None = None,
         dtype: torch.dtype = torch.float32,
         steps_per_epoch: int | None = None,
     ) -> None:

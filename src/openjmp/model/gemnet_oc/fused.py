@@ -61,15 +61,22 @@ _HAS_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_linear_pointwise"
 )
 _ENABLED = contextvars.ContextVar("openjmp_fused", default=False)
+_RECOMPUTE_RESIDUAL = contextvars.ContextVar("openjmp_fused_recompute_residual", default=False)
 
 
 @contextlib.contextmanager
-def enabled(flag: bool = True) -> Iterator[None]:
-    """Use the fused kernels inside this context (the backbone's choice, see module docstring)."""
+def enabled(flag: bool = True, *, recompute_residual: bool = False) -> Iterator[None]:
+    """Use the fused kernels inside this context (the backbone's choice, see module docstring).
+
+    recompute_residual: `residual_stack` keeps one pre-activation per residual layer instead of
+    two and recomputes the other product in backward (one more product per layer, one
+    (rows, units) tensor less kept per layer)."""
     token = _ENABLED.set(bool(flag))
+    token_r = _RECOMPUTE_RESIDUAL.set(bool(recompute_residual))
     try:
         yield
     finally:
+        _RECOMPUTE_RESIDUAL.reset(token_r)
         _ENABLED.reset(token)
 
 
@@ -214,7 +221,10 @@ def dense(x: Tensor, w: Tensor, scale: float | None) -> Tensor:
 # ----------------------------------------------------------------- residual stack
 # One layer: r' = (r + c * silu(c * silu(r W1.T) W2.T)) / sqrt 2, computed as
 # a1 = r W1.T, a2 = silu(a1) (c W2).T, r' = silu(a2) * (c / sqrt 2) + r / sqrt 2.
-def _residual_forward(x: Tensor, ws: Sequence[Tensor], scale: float, keep: list | None) -> Tensor:
+def _residual_forward(
+    x: Tensor, ws: Sequence[Tensor], scale: float, keep: list | None, lean: bool = False
+) -> Tensor:
+    """``keep``: None (inference), else filled with (a1, a2) per layer, or a2 alone if ``lean``."""
     r = x
     for i in range(0, len(ws), 2):
         w2 = _scaled(ws[i + 1], scale)
@@ -223,7 +233,8 @@ def _residual_forward(x: Tensor, ws: Sequence[Tensor], scale: float, keep: list 
         else:
             a1 = mm_nt(r, ws[i])
             a2 = mm_nt(F.silu(a1), w2)
-            keep += [a1, a2]
+            keep += [a2] if lean else [a1, a2]
+            del a1
             y = F.silu(a2)
         r = y.mul_(scale * INV_SQRT_2).add_(r, alpha=INV_SQRT_2)
     return r
@@ -231,10 +242,10 @@ def _residual_forward(x: Tensor, ws: Sequence[Tensor], scale: float, keep: list 
 
 class _ResidualStack(Function):
     @staticmethod
-    def forward(ctx, x: Tensor, scale: float, *ws: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(ctx, x: Tensor, scale: float, lean: bool, *ws: Tensor) -> Tensor:  # noqa: ANN001
         keep: list[Tensor] = []
-        out = _residual_forward(x, ws, scale, keep)
-        ctx.scale, ctx.n = scale, len(ws)
+        out = _residual_forward(x, ws, scale, keep, lean)
+        ctx.scale, ctx.n, ctx.lean = scale, len(ws), lean
         ctx.save_for_backward(x, *ws, *keep)
         return out
 
@@ -243,7 +254,9 @@ class _ResidualStack(Function):
     def backward(ctx, g: Tensor) -> tuple:  # noqa: ANN001
         c, n = ctx.scale, ctx.n
         x, *rest = ctx.saved_tensors
-        ws, pre = rest[:n], rest[n:]
+        ws, pre = rest[:n], list(rest[n:])
+        if ctx.lean:  # a1 of each layer recomputed below, from the layer's input
+            pre = [a for a2 in pre for a in (None, a2)]
         rs: list[Tensor | None] = [x]  # the layers' inputs, recomputed
         for j in range(n // 2 - 1):
             y = F.silu(pre[2 * j + 1])
@@ -253,6 +266,8 @@ class _ResidualStack(Function):
         for j in reversed(range(n // 2)):
             a1, a2 = pre[2 * j], pre[2 * j + 1]
             w1, w2 = ws[2 * j], ws[2 * j + 1]
+            if a1 is None:
+                a1 = mm_nt(rs[j], w1)
             ga2 = _silu_grad(g, a2)  # true gradient of a2: k2 * ga2
             h = F.silu(a1)
             gws[2 * j + 1] = torch.mm(ga2.t(), h).mul_(k2 * c)
@@ -263,7 +278,7 @@ class _ResidualStack(Function):
             rs[j] = None
             if j > 0 or ctx.needs_input_grad[0]:
                 g = mm_nt(ga1, w1.t()).add_(g, alpha=INV_SQRT_2)
-        return (g if ctx.needs_input_grad[0] else None, None, *gws)
+        return (g if ctx.needs_input_grad[0] else None, None, None, *gws)
 
 
 def residual_stack(x: Tensor, weights: Sequence[Tensor], scale: float) -> Tensor:
@@ -273,7 +288,7 @@ def residual_stack(x: Tensor, weights: Sequence[Tensor], scale: float) -> Tensor
         return x
     if not _needs_grad(x, *weights):
         return _residual_forward(x, weights, scale, None)
-    return _ResidualStack.apply(x, scale, *weights)
+    return _ResidualStack.apply(x, scale, _RECOMPUTE_RESIDUAL.get(), *weights)
 
 
 # ------------------------------------------------------------ interaction input

@@ -99,8 +99,8 @@ class ModelConfig(Strict):
     activation_checkpointing: bool | Literal["residual"] | None = None
     """Recompute interaction-block activations in backward to save memory: True always, False
     never, None (auto) on batches whose activations would take more than half the device's
-    memory; "residual": only the residual layers' first products, about a sixth less memory for
-    a few percent more time (see `GemNetOCBackbone.memory_efficient`)."""
+    memory; "residual": only the residual layers' first products, a little less memory for a
+    little more time (see `GemNetOCBackbone.memory_efficient`)."""
 
 
 # ----------------------------------------------------------------------------------- data

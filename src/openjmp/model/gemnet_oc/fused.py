@@ -224,7 +224,7 @@ def dense(x: Tensor, w: Tensor, scale: float | None) -> Tensor:
 def _residual_forward(
     x: Tensor, ws: Sequence[Tensor], scale: float, keep: list | None, lean: bool = False
 ) -> Tensor:
-    """``keep``: None (inference), else filled with (a1, a2) per layer, or a2 alone if ``lean``."""
+    """``keep``: None (inference), else filled with (a1, a2) per layer, a1 None if ``lean``."""
     r = x
     for i in range(0, len(ws), 2):
         w2 = _scaled(ws[i + 1], scale)
@@ -233,7 +233,7 @@ def _residual_forward(
         else:
             a1 = mm_nt(r, ws[i])
             a2 = mm_nt(F.silu(a1), w2)
-            keep += [a2] if lean else [a1, a2]
+            keep += [None if lean else a1, a2]
             del a1
             y = F.silu(a2)
         r = y.mul_(scale * INV_SQRT_2).add_(r, alpha=INV_SQRT_2)
@@ -243,9 +243,9 @@ def _residual_forward(
 class _ResidualStack(Function):
     @staticmethod
     def forward(ctx, x: Tensor, scale: float, lean: bool, *ws: Tensor) -> Tensor:  # noqa: ANN001
-        keep: list[Tensor] = []
+        keep: list[Tensor | None] = []
         out = _residual_forward(x, ws, scale, keep, lean)
-        ctx.scale, ctx.n, ctx.lean = scale, len(ws), lean
+        ctx.scale, ctx.n = scale, len(ws)
         ctx.save_for_backward(x, *ws, *keep)
         return out
 
@@ -254,9 +254,7 @@ class _ResidualStack(Function):
     def backward(ctx, g: Tensor) -> tuple:  # noqa: ANN001
         c, n = ctx.scale, ctx.n
         x, *rest = ctx.saved_tensors
-        ws, pre = rest[:n], list(rest[n:])
-        if ctx.lean:  # a1 of each layer recomputed below, from the layer's input
-            pre = [a for a2 in pre for a in (None, a2)]
+        ws, pre = rest[:n], rest[n:]
         rs: list[Tensor | None] = [x]  # the layers' inputs, recomputed
         for j in range(n // 2 - 1):
             y = F.silu(pre[2 * j + 1])
@@ -266,7 +264,7 @@ class _ResidualStack(Function):
         for j in reversed(range(n // 2)):
             a1, a2 = pre[2 * j], pre[2 * j + 1]
             w1, w2 = ws[2 * j], ws[2 * j + 1]
-            if a1 is None:
+            if a1 is None:  # "lean": recomputed from the layer's input
                 a1 = mm_nt(rs[j], w1)
             ga2 = _silu_grad(g, a2)  # true gradient of a2: k2 * ga2
             h = F.silu(a1)

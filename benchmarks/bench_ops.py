@@ -17,6 +17,12 @@ element-wise and index operators. The pass is run twice untimed first (warm-up, 
 
     .venv/bin/python benchmarks/bench_ops.py molecules_train_step [--top 25] [--json FILE]
 
+``--authors``: the same pass of the authors' GemNet-OC (``../shared/authors-bench/make_bench.py``'s
+model and batch, through its ``jmpref.py``), run with the authors' environment set up as that
+README says (``JMP_SRC`` set; nothing of openjmp is imported):
+
+    JMP_SRC=$HOME/jmp_src $AUTHORS_PY benchmarks/bench_ops.py molecules_train_step --authors
+
 Run it with nothing else running (see the README's Benchmarks section).
 """
 
@@ -87,7 +93,39 @@ def product_flops(name: str, args: tuple) -> int:
     return 2 * n * k * m
 
 
-def profile(case: str, checkpointing: str = "auto") -> dict[str, Any]:
+def _authors_pass(system: str, kind: str):  # noqa: ANN202
+    """The authors' model and batch as ``make_bench.py case`` builds them, and its pass."""
+    import torch
+
+    sys.path.insert(0, str(bm.REFERENCE.parent / "authors-bench"))
+    import jmpref  # the authors' code, imported from JMP_SRC (../shared/authors-bench)
+    from ase.io import read
+
+    jmpref.setup()
+    frames = read(bm.REFERENCE / "bench_structures.extxyz", ":")
+    atoms = [a for a in frames if (a.info["graph"] == "oc20") == (system == "slabs")]
+    torch.manual_seed(0)
+    config = jmpref.backbone_config("base", scale_file=str(jmpref.scale_file_path("small")))
+    model = jmpref.build_pretrain_model(config, edge_dropout=None).float().eval()
+    graphs = [jmpref.make_graph_data(model, a, a.info["graph"], torch.float32) for a in atoms]
+    batch = jmpref.collate(model, graphs)
+
+    def fn() -> None:  # as make_bench.py's cases
+        if kind == "forward":
+            with torch.no_grad():
+                model(batch)
+            return
+        e, f = model(batch)
+        if kind == "forward_backward":
+            e.sum().backward()
+        else:
+            (e.float().pow(2).sum() + f.float().pow(2).sum()).backward()
+        model.zero_grad(set_to_none=True)
+
+    return fn
+
+
+def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> dict[str, Any]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -96,13 +134,18 @@ def profile(case: str, checkpointing: str = "auto") -> dict[str, Any]:
     if system not in bm.SYSTEMS or kind not in bm.KINDS or kind == "graph":
         raise SystemExit(f"bench_ops: unknown case {case!r} (a forward, forward_backward or "
                          "train_step case of bench_model.py)")  # fmt: skip
-    frames = bm._structures(system)
-    model = bm.build_demo_model() if system == "demo" else bm.build_model()
-    model.set_activation_checkpointing(
-        {"auto": None, "on": True, "off": False, "residual": "residual"}[checkpointing]
-    )
-    batch = bm.build_batch(frames, demo=system == "demo")
-    fn = bm.pass_fn(model, batch, kind)
+    if authors:
+        if system == "demo":
+            raise SystemExit("bench_ops: --authors runs the molecules and slabs cases only")
+        fn = _authors_pass(system, kind)
+    else:
+        frames = bm._structures(system)
+        model = bm.build_demo_model() if system == "demo" else bm.build_model()
+        model.set_activation_checkpointing(
+            {"auto": None, "on": True, "off": False, "residual": "residual"}[checkpointing]
+        )
+        batch = bm.build_batch(frames, demo=system == "demo")
+        fn = bm.pass_fn(model, batch, kind)
     fn()
     t0 = time.perf_counter()
     fn()
@@ -128,9 +171,9 @@ def profile(case: str, checkpointing: str = "auto") -> dict[str, Any]:
         fn()
     timed = time.perf_counter() - t0
     return {
-        "case": case,
+        "case": f"authors' {case}" if authors else case,
         "threads": torch.get_num_threads(),
-        "activation_checkpointing": checkpointing,
+        "activation_checkpointing": "-" if authors else checkpointing,
         "seconds_plain": plain,
         "seconds_timed": timed,
         "ops": {k: {"calls": v[0], "seconds": v[1], "flops": v[2]} for k, v in ops.items()},
@@ -184,9 +227,14 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="as bench_model.py's option",
     )
+    p.add_argument(
+        "--authors",
+        action="store_true",
+        help="the authors' GemNet-OC instead (../shared/authors-bench; JMP_SRC set, their venv)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the result to this file")
     args = p.parse_args(argv)
-    result = profile(args.case, args.activation_checkpointing)
+    result = profile(args.case, args.activation_checkpointing, args.authors)
     print_table(result, args.top)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

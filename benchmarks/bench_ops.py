@@ -68,7 +68,12 @@ INDEX = (
     "aten.index_add",
     "aten.index_copy_",
     "aten.index",
+    "aten.index_put",
+    "aten.index_put_",
+    "aten._index_put_impl_",
     "aten.scatter_add_",
+    "aten.scatter_add",
+    "aten.scatter_reduce",
     "aten.gather",
     "aten.take",
 )
@@ -98,7 +103,10 @@ def _authors_pass(system: str, kind: str):  # noqa: ANN202
     """The authors' model and batch as ``make_bench.py case`` builds them, and its pass."""
     import torch
 
-    sys.path.insert(0, str(bm.REFERENCE.parent / "authors-bench"))
+    bench = bm.REFERENCE.parent / "authors-bench"
+    if not (bench / "jmpref.py").is_file():
+        raise SystemExit(f"bench_ops: --authors needs {bench}/jmpref.py (OPENJMP_SHARED sets it)")
+    sys.path.insert(0, str(bench))
     import jmpref  # the authors' code, imported from JMP_SRC (../shared/authors-bench)
     from ase.io import read
 
@@ -131,7 +139,7 @@ def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> di
     from torch.utils._python_dispatch import TorchDispatchMode
 
     torch.set_num_threads(bm.THREADS)
-    system, kind = case.split("_", 1)
+    system, _, kind = case.partition("_")
     if system not in bm.SYSTEMS or kind not in bm.KINDS or kind == "graph":
         raise SystemExit(f"bench_ops: unknown case {case!r} (a forward, forward_backward or "
                          "train_step case of bench_model.py)")  # fmt: skip

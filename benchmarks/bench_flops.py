@@ -91,7 +91,12 @@ def _count(fn) -> dict:  # noqa: ANN001
             rows *= n
         return 2 * rows * x[-1] * w[0]
 
-    mapping = {}
+    def addmm_inplace(c, a, b, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+        # FlopCounterMode counts addmm but not its in-place form (the aggregations' weight
+        # gradient accumulates with it): 2 x n x k x m
+        return 2 * a[0] * a[1] * b[1]
+
+    mapping = {torch.ops.aten.addmm_: addmm_inplace}
     if hasattr(torch.ops, "mkldnn") and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         mapping[torch.ops.mkldnn._linear_pointwise] = linear_pointwise
     counter = FlopCounterMode(display=False, depth=6, custom_mapping=mapping)

@@ -4,17 +4,19 @@ Every ATen operator the pass runs, forward and backward (autograd's own kernels 
 the fused autograd Functions alike), is timed with the wall clock around the call through a
 ``TorchDispatchMode``: a few microseconds of Python per call, so on the JMP-S cases (tens of
 milliseconds per product) the timed pass takes about as long as a plain one, which is printed
-beside it (the two differ by less than this machine's own run-to-run variation). torch.profiler gave another picture of the same pass: its per-call times of
-the element-wise operators on (edges x 512) tensors were 4-5x what a timer like this one and a
-standalone loop measure (silu of (15800, 512): 10 ms per call under the profiler, 2.4-2.9 ms
-timed in the pass, 1.9 ms alone), which made silu and its gradient look like a sixth of the
-molecule train_step; they are about 4 % of it. On the small demo model, with thousands of
-small operators, the timed pass is about 10 % longer than a plain one.
+beside it (the two differ by less than this machine's own run-to-run variation); on the small
+demo model, with thousands of small operators, the timed pass is about 10 % longer.
+torch.profiler gave another picture of the same pass: its per-call times of the element-wise
+operators on (edges x 512) tensors were 4-5x what a timer like this one and a standalone loop
+measure (silu of (15800, 512): 10 ms per call under the profiler, 2.4-2.9 ms timed in the
+pass, 1.9 ms alone), which made silu and its gradient look like a sixth of the molecule
+train_step; they are about 4 % of it.
 
 Prints a table: per operator, calls, seconds, share of the pass and, for matrix products
 (mm, addmm, bmm, oneDNN's linear), the GFLOP/s they ran at; then the shares of products,
-element-wise and index operators. The pass runs twice untimed (warm-up, malloc's heap, the
-plain time) and once under the timer before the pass reported.
+element-wise and index operators. The pass runs twice plain (warm-up and malloc's heap, then
+the plain time), once under the timer (discarded: the mode's first use of each operator
+costs ~1 s in all), then once under the timer for the table.
 
     .venv/bin/python benchmarks/bench_ops.py molecules_train_step [--top 25] [--json FILE]
 

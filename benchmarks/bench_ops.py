@@ -148,6 +148,8 @@ def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> di
     if authors:
         if system == "demo":
             raise SystemExit("bench_ops: --authors runs the molecules and slabs cases only")
+        if checkpointing != "auto":
+            raise SystemExit("bench_ops: --activation-checkpointing is openjmp's, not the authors'")
         fn = _authors_pass(system, kind)
     else:
         frames = bm._structures(system)

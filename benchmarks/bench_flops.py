@@ -29,9 +29,6 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("OPENJMP_SHARED", HERE.parent.parent / "shared"))
-AUTHORS_BENCH = SHARED / "authors-bench"
-STRUCTURES = SHARED / "reference" / "bench_structures.extxyz"
 CASES = [
     f"{s}_{k}"
     for s in ("molecules", "slabs")
@@ -129,33 +126,12 @@ def authors(case: str) -> dict:
     """The authors' model and pass, as ``../shared/authors-bench/make_bench.py case``."""
     import torch
 
-    sys.path.insert(0, str(AUTHORS_BENCH))
-    import jmpref
-    from ase.io import read
+    sys.path.insert(0, str(HERE))
+    import bench_model as bm
 
     torch.set_num_threads(2)
-    jmpref.setup()
     system, kind = case.split("_", 1)
-    atoms = [a for a in read(STRUCTURES, ":") if (a.info["graph"] == "oc20") == (system == "slabs")]
-    torch.manual_seed(0)
-    bb = jmpref.backbone_config("base", scale_file=str(jmpref.scale_file_path("small")))
-    model = jmpref.build_pretrain_model(bb, edge_dropout=None).float().eval()
-    data = [jmpref.make_graph_data(model, a, a.info["graph"], torch.float32) for a in atoms]
-    batch = jmpref.collate(model, data)
-
-    def fn() -> None:
-        if kind == "forward":
-            with torch.no_grad():
-                model(batch)
-            return
-        energies, forces = model(batch)
-        if kind == "forward_backward":
-            energies.sum().backward()
-        else:
-            (energies.float().pow(2).sum() + forces.float().pow(2).sum()).backward()
-        model.zero_grad(set_to_none=True)
-
-    return _count(fn)
+    return _count(bm.authors_pass(system, kind))
 
 
 def _subprocess(case: str, side: str) -> dict | None:

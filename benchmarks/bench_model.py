@@ -183,6 +183,43 @@ def pass_fn(model, batch, kind: str):  # noqa: ANN001, ANN201
     return fn
 
 
+def authors_pass(system: str, kind: str):  # noqa: ANN201
+    """The authors' JMP-S model and batch of ``system`` as ``../shared/authors-bench/
+    make_bench.py case`` builds them, and the callable of pass ``kind`` (JMP_SRC set, the
+    authors' environment; nothing of openjmp is imported)."""
+    import torch
+
+    bench = REFERENCE.parent / "authors-bench"
+    if not (bench / "jmpref.py").is_file():
+        raise SystemExit(f"--authors needs {bench}/jmpref.py (OPENJMP_SHARED sets it)")
+    sys.path.insert(0, str(bench))
+    import jmpref  # the authors' code, imported from JMP_SRC (../shared/authors-bench)
+    from ase.io import read
+
+    jmpref.setup()
+    frames = read(REFERENCE / "bench_structures.extxyz", ":")
+    atoms = [a for a in frames if (a.info["graph"] == "oc20") == (system == "slabs")]
+    torch.manual_seed(0)
+    config = jmpref.backbone_config("base", scale_file=str(jmpref.scale_file_path("small")))
+    model = jmpref.build_pretrain_model(config, edge_dropout=None).float().eval()
+    graphs = [jmpref.make_graph_data(model, a, a.info["graph"], torch.float32) for a in atoms]
+    batch = jmpref.collate(model, graphs)
+
+    def fn() -> None:  # as make_bench.py's cases
+        if kind == "forward":
+            with torch.no_grad():
+                model(batch)
+            return
+        e, f = model(batch)
+        if kind == "forward_backward":
+            e.sum().backward()
+        else:
+            (e.float().pow(2).sum() + f.float().pow(2).sum()).backward()
+        model.zero_grad(set_to_none=True)
+
+    return fn
+
+
 def _timed(fn, repeats: int, sync) -> tuple[float, list[float], float]:  # noqa: ANN001
     def once() -> float:
         t0 = time.perf_counter()

@@ -101,41 +101,6 @@ def product_flops(name: str, args: tuple) -> int:
     return 2 * n * k * m
 
 
-def _authors_pass(system: str, kind: str):  # noqa: ANN202
-    """The authors' model and batch as ``make_bench.py case`` builds them, and its pass."""
-    import torch
-
-    bench = bm.REFERENCE.parent / "authors-bench"
-    if not (bench / "jmpref.py").is_file():
-        raise SystemExit(f"bench_ops: --authors needs {bench}/jmpref.py (OPENJMP_SHARED sets it)")
-    sys.path.insert(0, str(bench))
-    import jmpref  # the authors' code, imported from JMP_SRC (../shared/authors-bench)
-    from ase.io import read
-
-    jmpref.setup()
-    frames = read(bm.REFERENCE / "bench_structures.extxyz", ":")
-    atoms = [a for a in frames if (a.info["graph"] == "oc20") == (system == "slabs")]
-    torch.manual_seed(0)
-    config = jmpref.backbone_config("base", scale_file=str(jmpref.scale_file_path("small")))
-    model = jmpref.build_pretrain_model(config, edge_dropout=None).float().eval()
-    graphs = [jmpref.make_graph_data(model, a, a.info["graph"], torch.float32) for a in atoms]
-    batch = jmpref.collate(model, graphs)
-
-    def fn() -> None:  # as make_bench.py's cases
-        if kind == "forward":
-            with torch.no_grad():
-                model(batch)
-            return
-        e, f = model(batch)
-        if kind == "forward_backward":
-            e.sum().backward()
-        else:
-            (e.float().pow(2).sum() + f.float().pow(2).sum()).backward()
-        model.zero_grad(set_to_none=True)
-
-    return fn
-
-
 def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> dict[str, Any]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -150,7 +115,7 @@ def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> di
             raise SystemExit("bench_ops: --authors runs the molecules and slabs cases only")
         if checkpointing != "auto":
             raise SystemExit("bench_ops: --activation-checkpointing is openjmp's, not the authors'")
-        fn = _authors_pass(system, kind)
+        fn = bm.authors_pass(system, kind)
     else:
         frames = bm._structures(system)
         model = bm.build_demo_model() if system == "demo" else bm.build_model()

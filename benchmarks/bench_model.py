@@ -29,6 +29,14 @@ here; ``benchmarks/bench_flops.py`` counts both sides' arithmetic.
     .venv/bin/python benchmarks/bench_model.py [--cases slabs_forward ...] [--repeats 3]
     .venv/bin/python benchmarks/bench_model.py --device cuda          # the same cases on a GPU
     .venv/bin/python benchmarks/bench_model.py --activation-checkpointing on   # the memory setting
+    .venv/bin/python benchmarks/bench_model.py --precision bf16-mixed   # under autocast
+
+``--precision bf16-mixed`` (or ``16-mixed``, float16, GPUs) runs each pass under
+``torch.autocast`` as training with that Lightning precision does (the model stays float32).
+``--case CASE --authors`` runs one case with the authors' code instead (``authors_pass``; run it
+with the authors' environment's python and JMP_SRC set, ../shared/authors-bench/README.md), and
+``--case CASE --accuracy`` prints how far one forward pass under ``--precision`` lands from the
+float32 one (either side); `bench_precision.py` puts both sides at both precisions in one table.
 
 ``run(...) -> list[dict]`` does the same from Python.
 """
@@ -52,6 +60,8 @@ SYSTEMS = ("molecules", "slabs", "demo")
 KINDS = ("graph", "forward", "forward_backward", "train_step")
 CASES = [f"{s}_{k}" for s in SYSTEMS for k in KINDS]
 THREADS = 2
+PRECISIONS = {"32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
+"""``--precision`` values (Lightning's names) -> the autocast dtype (None: no autocast)."""
 
 
 def _peak_rss_mb() -> float:
@@ -183,12 +193,13 @@ def pass_fn(model, batch, kind: str):  # noqa: ANN001, ANN201
     return fn
 
 
-def authors_pass(system: str, kind: str):  # noqa: ANN201
-    """The authors' JMP-S model and batch of ``system`` as ``../shared/authors-bench/
-    make_bench.py case`` builds them, and the callable of pass ``kind`` (JMP_SRC set, the
-    authors' environment; nothing of openjmp is imported)."""
+def _authors_model_batch(system: str):  # noqa: ANN202
+    """The authors' JMP-S pre-training model (float32, seed 0, their small scale factors) and
+    their collated batch of ``system`` (JMP_SRC set, the authors' environment)."""
     import torch
 
+    if system not in ("molecules", "slabs"):
+        raise SystemExit(f"the authors' side has the molecules and slabs batches, not {system!r}")
     bench = REFERENCE.parent / "authors-bench"
     if not (bench / "jmpref.py").is_file():
         raise SystemExit(f"--authors needs {bench}/jmpref.py (OPENJMP_SHARED sets it)")
@@ -203,7 +214,16 @@ def authors_pass(system: str, kind: str):  # noqa: ANN201
     config = jmpref.backbone_config("base", scale_file=str(jmpref.scale_file_path("small")))
     model = jmpref.build_pretrain_model(config, edge_dropout=None).float().eval()
     graphs = [jmpref.make_graph_data(model, a, a.info["graph"], torch.float32) for a in atoms]
-    batch = jmpref.collate(model, graphs)
+    return model, jmpref.collate(model, graphs)
+
+
+def authors_pass(system: str, kind: str):  # noqa: ANN201
+    """The authors' JMP-S model and batch of ``system`` as ``../shared/authors-bench/
+    make_bench.py case`` builds them, and the callable of pass ``kind`` (JMP_SRC set, the
+    authors' environment; nothing of openjmp is imported)."""
+    import torch
+
+    model, batch = _authors_model_batch(system)
 
     def fn() -> None:  # as make_bench.py's cases
         if kind == "forward":
@@ -218,6 +238,63 @@ def authors_pass(system: str, kind: str):  # noqa: ANN201
         model.zero_grad(set_to_none=True)
 
     return fn
+
+
+def autocast(device: str, precision: str):  # noqa: ANN201
+    """The autocast context of ``precision`` (`PRECISIONS`) on ``device``'s type."""
+    import contextlib
+
+    import torch
+
+    if precision not in PRECISIONS:
+        raise SystemExit(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=getattr(torch, dtype))
+
+
+def forward_outputs(system: str, authors: bool = False):  # noqa: ANN201
+    """A callable giving (energies, forces) of one no-grad forward pass of ``system``'s
+    benchmark model and batch (ours, or with ``authors`` the authors'), as float64."""
+    import torch
+
+    if authors:
+        model, batch = _authors_model_batch(system)
+    else:
+        model = (build_demo_model() if system == "demo" else build_model()).eval()
+        batch = build_batch(_structures(system), demo=system == "demo")
+
+    def fn():  # noqa: ANN202
+        with torch.no_grad():
+            out = model(batch)
+        if authors:
+            e, f = out
+        else:
+            e = torch.stack([out[n] for n in model.heads if n.endswith("_energy")])
+            f = torch.stack([out[n] for n in model.heads if n.endswith("_forces")])
+        return e.double(), f.double()
+
+    return fn
+
+
+def accuracy(system: str, precision: str, authors: bool = False) -> dict[str, Any]:
+    """Relative errors (norm of the difference over the float32 norm) of the energies and
+    forces of one forward pass under ``precision`` against the same pass in float32."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    fn = forward_outputs(system, authors)
+    e32, f32 = fn()
+    with autocast("cpu", precision):
+        e, f = fn()
+    return {
+        "case": f"{system}_accuracy",
+        "side": "authors" if authors else "openjmp",
+        "precision": precision,
+        "rel_energy": float((e - e32).norm() / e32.norm()),
+        "rel_forces": float((f - f32).norm() / f32.norm()),
+    }
 
 
 def _timed(fn, repeats: int, sync) -> tuple[float, list[float], float]:  # noqa: ANN001
@@ -240,15 +317,18 @@ def run_case(
     flops: bool = True,
     device: str = "cpu",
     checkpointing: str = "auto",
+    precision: str = "32-true",
+    authors: bool = False,
 ) -> dict[str, Any]:
     """Run one case in this process (call it in a fresh process for a clean peak RSS).
 
     checkpointing: "auto" (the model's default), "on", "off" or "residual" (activation
     checkpointing, see `JMPModel.set_activation_checkpointing`).
+    precision: a `PRECISIONS` name; the pass runs under that autocast.
+    authors: the authors' code instead of ours (`authors_pass`; forward, forward_backward and
+    train_step of the molecules and slabs batches, CPU, no FLOP count, default checkpointing).
     """
     import torch
-
-    from openjmp.graph.indices import build_indices
 
     torch.set_num_threads(THREADS)
     system, kind = case.split("_", 1)
@@ -263,22 +343,32 @@ def run_case(
 
     frames = _structures(system)
     rss_before = _peak_rss_mb()
+    if authors and (kind == "graph" or cuda or checkpointing != "auto"):
+        raise SystemExit("--authors runs the forward, forward_backward and train_step cases on "
+                         "CPU with default settings")  # fmt: skip
     result: dict[str, Any] = {
         "case": case,
+        "side": "authors" if authors else "openjmp",
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if cuda else ""),
         "threads": torch.get_num_threads(),
+        "precision": precision,
         "activation_checkpointing": checkpointing,
         "malloc_tuning": os.environ.get("OPENJMP_MALLOC_TUNING", "default"),
         "n_structures": len(frames),
         "natoms": sum(len(a) for a in frames),
     }
 
-    if kind == "graph":
+    if authors:
+        fn = authors_pass(system, kind)
+    elif kind == "graph":
+        from openjmp.graph.indices import build_indices
 
         def fn() -> None:
             build_indices(build_batch(frames, demo=system == "demo").to(dev))
 
     else:
+        from openjmp.graph.indices import build_indices
+
         model = (build_demo_model() if system == "demo" else build_model()).to(dev)
         model.set_activation_checkpointing(
             {"auto": None, "on": True, "off": False, "residual": "residual"}[checkpointing]
@@ -290,6 +380,12 @@ def run_case(
     rss_ready = _peak_rss_mb()
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
+    plain = fn
+
+    def fn() -> None:
+        with autocast(device, precision):
+            plain()
+
     median, times, warm = _timed(fn, repeats, sync)
     result.update(
         seconds_median=median,
@@ -303,7 +399,7 @@ def run_case(
     )
     if cuda:
         result["peak_device_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    if flops and kind != "graph":
+    if flops and kind != "graph" and not authors:
         from torch.utils.flop_counter import FlopCounterMode
 
         counter = FlopCounterMode(display=False)
@@ -314,13 +410,16 @@ def run_case(
     return result
 
 
-def matmul_rate(n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """float32 GFLOP/s of an n x n matrix product (2 threads on CPU)."""
+def matmul_rate(
+    n: int = 2048, repeats: int = 5, device: str = "cpu", dtype: str = "float32"
+) -> float:
+    """GFLOP/s of an n x n matrix product in ``dtype`` (2 threads on CPU)."""
     import torch
 
     torch.set_num_threads(THREADS)
     dev = torch.device(device)
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    kw = {"device": dev, "dtype": getattr(torch, dtype)}
+    a, b = torch.randn(n, n, **kw), torch.randn(n, n, **kw)
     a @ b
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -332,10 +431,11 @@ def matmul_rate(n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def _subprocess(args: list[str]) -> Any:
+def _subprocess(args: list[str], python: str = sys.executable) -> Any:
+    """This script with ``args`` in a fresh process of ``python``, 2 threads: its JSON line."""
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *args],
+        [python, str(Path(__file__).resolve()), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -352,9 +452,11 @@ def run(
     flops: bool = True,
     device: str = "cpu",
     checkpointing: str = "auto",
+    precision: str = "32-true",
 ) -> list[dict]:
     """Every case in a fresh subprocess, plus the machine's float32 matmul rate."""
     common = ["--device", device, "--activation-checkpointing", checkpointing]
+    common += ["--precision", precision]
     rate = _subprocess(["--matmul-rate", *common])
     rows = []
     for case in cases or CASES:
@@ -381,8 +483,8 @@ def print_table(rows: list[dict]) -> None:
     if rows:
         r = rows[0]
         print(
-            f"\n{r['device']}, {r['threads']} threads, activation checkpointing "
-            f"{r['activation_checkpointing']}; float32 matmul rate (2048^2): "
+            f"\n{r['device']}, {r['threads']} threads, precision {r['precision']}, activation "
+            f"checkpointing {r['activation_checkpointing']}; float32 matmul rate (2048^2): "
             f"{r['matmul_gflops_per_s']:.1f} GFLOP/s. Peak MB: "
             + ("device memory." if "peak_device_mb" in r else "resident memory of the process.")
         )
@@ -401,12 +503,33 @@ def main(argv: list[str] | None = None) -> int:
         help="the model's activation checkpointing (default: auto, as the model is built; "
         "residual: only the residual layers' first products)",
     )
+    p.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        default="32-true",
+        help="run the passes under this autocast (default 32-true: none)",
+    )
+    p.add_argument(
+        "--authors",
+        action="store_true",
+        help="with --case: the authors' code (their environment's python, JMP_SRC set)",
+    )
+    p.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="with --case: relative errors of one forward pass under --precision vs float32",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     p.add_argument("--case", default=None, help="run this one case here and print its JSON line")
     p.add_argument("--matmul-rate", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.matmul_rate:
         print(json.dumps(matmul_rate(device=args.device)))
+        return 0
+    if (args.authors or args.accuracy) and not args.case:
+        p.error("--authors and --accuracy go with --case")
+    if args.accuracy:
+        print(json.dumps(accuracy(args.case.split("_", 1)[0], args.precision, args.authors)))
         return 0
     if args.case:
         row = run_case(
@@ -415,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             flops=not args.no_flops,
             device=args.device,
             checkpointing=args.activation_checkpointing,
+            precision=args.precision,
+            authors=args.authors,
         )
         print(json.dumps(row))
         return 0
@@ -424,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         flops=not args.no_flops,
         device=args.device,
         checkpointing=args.activation_checkpointing,
+        precision=args.precision,
     )
     print_table(rows)
     if args.json:

@@ -101,7 +101,9 @@ def product_flops(name: str, args: tuple) -> int:
     return 2 * n * k * m
 
 
-def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> dict[str, Any]:
+def profile(
+    case: str, checkpointing: str = "auto", authors: bool = False, precision: str = "32-true"
+) -> dict[str, Any]:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -124,6 +126,12 @@ def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> di
         )
         batch = bm.build_batch(frames, demo=system == "demo")
         fn = bm.pass_fn(model, batch, kind)
+    plain_fn = fn
+
+    def fn() -> None:
+        with bm.autocast("cpu", precision):
+            plain_fn()
+
     fn()
     t0 = time.perf_counter()
     fn()
@@ -155,6 +163,7 @@ def profile(case: str, checkpointing: str = "auto", authors: bool = False) -> di
         "case": f"authors' {case}" if authors else case,
         "threads": torch.get_num_threads(),
         "activation_checkpointing": "-" if authors else checkpointing,
+        "precision": precision,
         "seconds_plain": plain,
         "seconds_timed": timed,
         "ops": {k: {"calls": v[0], "seconds": v[1], "flops": v[2]} for k, v in ops.items()},
@@ -166,8 +175,8 @@ def print_table(result: dict[str, Any], top: int = 25) -> None:
     timed = result["seconds_timed"]
     print(
         f"{result['case']}: {result['seconds_plain']:.3f} s plain, {timed:.3f} s timed per "
-        f"operator ({result['threads']} threads, activation checkpointing "
-        f"{result['activation_checkpointing']})"
+        f"operator ({result['threads']} threads, precision {result.get('precision', '32-true')}, "
+        f"activation checkpointing {result['activation_checkpointing']})"
     )
     head = f"{'operator':<34}{'calls':>7}{'s':>9}{'%':>7}{'GFLOP/s':>9}"
     print(head)
@@ -213,9 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the authors' GemNet-OC instead (../shared/authors-bench; JMP_SRC set, their venv)",
     )
+    p.add_argument(
+        "--precision",
+        choices=tuple(bm.PRECISIONS),
+        default="32-true",
+        help="as bench_model.py's option (the pass under that autocast)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the result to this file")
     args = p.parse_args(argv)
-    result = profile(args.case, args.activation_checkpointing, args.authors)
+    result = profile(args.case, args.activation_checkpointing, args.authors, args.precision)
     print_table(result, args.top)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

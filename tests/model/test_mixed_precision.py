@@ -6,12 +6,19 @@ bfloat16 sum of a 300 eV total would be off by about 1 eV). The tolerances below
 the README states, as relative errors (norm of the difference over the norm of the float32
 value) on a random tiny model, molecules and a periodic cell:
 
-=========  ==========  =============  ===============
-autocast   energies    direct forces  gradient forces
-=========  ==========  =============  ===============
-float16    1e-2        5e-2           0.25
-bfloat16   5e-2        1e-1           molecules 0.1; periodic cells unbounded (do not)
-=========  ==========  =============  ===============
+=========  ==========  =============  ===============  ===================
+autocast   energies    direct forces  gradient forces  training gradients
+=========  ==========  =============  ===============  ===================
+float16    1e-2        5e-2           0.25             0.15
+bfloat16   5e-2        1e-1           molecules 0.1;   0.3
+                                      periodic cells
+                                      unbounded (do
+                                      not)
+=========  ==========  =============  ===============  ===================
+
+Training gradients: every parameter gradient of an energy + direct-force loss, as one vector.
+Training under autocast runs on the fused kernels (`openjmp.model.gemnet_oc.fused`), in the
+autocast dtype; the tolerances hold for them and for plain autocast alike.
 
 Gradient forces are a derivative through every reduced-precision product: for near-
 equilibrium cells, whose forces are small differences of large terms, bfloat16 loses them
@@ -25,9 +32,13 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
+from openjmp.graph.collate import collate
+from openjmp.graph.gemnet import build_graph_sample
+from openjmp.graph.spec import graph_spec
 from openjmp.model.gemnet_oc.config import GemNetOCConfig
 from openjmp.model.heads import GradientForceHead
 from openjmp.model.jmp_model import JMPModel
+from openjmp.records import AtomsRecord
 
 from helpers.physics_models import TINY, run
 
@@ -35,6 +46,8 @@ TOL = {
     torch.float16: {"energy": 1e-2, "direct": 5e-2, "gradient": 0.25},
     torch.bfloat16: {"energy": 5e-2, "direct": 1e-1, "gradient": 0.1},
 }
+TRAIN_GRAD_TOL = {torch.float16: 0.15, torch.bfloat16: 0.3}
+"""Parameter gradients of a training loss (energies and direct forces), all as one vector."""
 
 
 def model() -> JMPModel:
@@ -73,6 +86,49 @@ def test_autocast_stays_within_the_stated_tolerances(dtype: torch.dtype) -> None
             assert torch.isfinite(out[key]).all()
             assert err < TOL[dtype][key], (name, key, err)
             assert err > 0  # autocast really ran in reduced precision
+
+
+def _train_pass(m: JMPModel, frames: list, setting: str) -> tuple[torch.Tensor, ...]:
+    """Energies, direct forces and every parameter gradient (one vector) of an energy + force
+    loss in training mode, as float64."""
+    m.zero_grad(set_to_none=True)
+    b = collate([build_graph_sample(AtomsRecord.from_ase(a), graph_spec(setting)) for a in frames])
+    out = m(b, heads=["t_energy", "t_forces"])
+    loss = out["t_energy"].float().pow(2).sum() + out["t_forces"].float().pow(2).sum()
+    (loss / loss.detach()).backward()  # O(1), as training's normalised losses (float16's range)
+    grads = [p.grad for p in m.parameters() if p.grad is not None]
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    flat = torch.cat([g.flatten() for g in grads])
+    return out["t_energy"].detach().double(), out["t_forces"].detach().double(), flat.double()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_mixed_precision_training_runs_on_the_fused_kernels(
+    dtype: torch.dtype, monkeypatch
+) -> None:
+    """Under autocast, training passes (no position gradients) run on the fused kernels, in
+    the autocast dtype (`fused.autocast_aware`), and both they and plain autocast stay within
+    the stated tolerances of float32: energies, direct forces, and the parameter gradients of
+    an energy + force loss (all of them as one vector: `TRAIN_GRAD_TOL`)."""
+    from openjmp.model.gemnet_oc import fused, segment
+
+    calls = []
+    for kernel in (fused._ResidualStack, fused._MLP, segment._AggregateBilinear):
+        monkeypatch.setattr(
+            kernel, "apply", lambda *a, _f=kernel.apply, _k=kernel: calls.append(_k) or _f(*a)
+        )
+    m = model().train()
+    tol = (TOL[dtype]["energy"], TOL[dtype]["direct"], TRAIN_GRAD_TOL[dtype])
+    for name, (frames, setting) in structures().items():
+        ref = _train_pass(m, frames, setting)
+        for fk in (False, True):
+            m.backbone.fused_kernels = fk
+            calls.clear()
+            with torch.autocast("cpu", dtype=dtype):
+                out = _train_pass(m, frames, setting)
+            assert len(set(calls)) == (3 if fk else 0), calls
+            errs = [rel(a, b) for a, b in zip(out, ref)]
+            assert all(0 < e < t for e, t in zip(errs, tol)), (name, fk, errs)
 
 
 def test_bf16_mixed_pretraining_runs_on_cpu(tmp_path) -> None:  # noqa: ANN001

@@ -178,12 +178,11 @@ class GemNetOCBackbone(nn.Module):
     def use_fused(self, graph: GemNetGraph, mode: checkpointing.Mode) -> bool:
         """Whether this pass runs on the fused kernels (`fused`): everywhere except under
         activation checkpointing, with position gradients (gradient forces need the second
-        derivative), while scale factors are being fitted and under autocast (the kernels run
-        in their inputs' dtype)."""
+        derivative) and while scale factors are being fitted. Under autocast they run in its
+        dtype (`fused.autocast_aware`)."""
         return (
             self.fused_kernels
             and mode == "off"
-            and not torch.is_autocast_enabled(graph.main.distance.device.type)
             and not graph.main.distance.requires_grad
             and not observing()
         )

@@ -27,6 +27,13 @@ rate of MKL's sgemm on the AMD EPYC machines measured (and 1.5-2x on the narrow 
 interactions); the weight gradients (a reduction over the edges) stay with MKL, which is faster
 there. In float64 and on other devices everything is plain torch.
 
+Under autocast (mixed-precision training: ``bf16-mixed``, ``16-mixed``) every kernel runs in
+the autocast dtype (`autocast_aware`): its floating-point inputs, parameters included, are
+cast to it on the way in (differentiable casts: parameter gradients arrive in float32), and it
+runs with autocast off, forward and backward in that one dtype, as autocast itself runs the
+products (element-wise passes then run in that dtype too, as they do on autocast's product
+outputs). Their outputs are in that dtype.
+
 The backward passes are first-order only (``once_differentiable``): the backbone uses these
 kernels only while `active` (see `enabled`), which it switches off when positions require
 gradients (gradient forces: training needs the second derivative), when activation
@@ -39,8 +46,10 @@ import contextlib
 import contextvars
 import ctypes
 import ctypes.util
+import functools
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +91,45 @@ def enabled(flag: bool = True, *, recompute_residual: bool = False) -> Iterator[
 
 def active() -> bool:
     return _ENABLED.get()
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _cast(a: Any, dtype: torch.dtype) -> Any:
+    if isinstance(a, Tensor):
+        return a.to(dtype) if a.is_floating_point() else a
+    if isinstance(a, list | tuple):
+        return type(a)(_cast(b, dtype) for b in a)
+    return a
+
+
+def _device_type(args: Sequence[Any]) -> str | None:
+    for a in args:
+        if isinstance(a, Tensor):
+            return a.device.type
+        if isinstance(a, list | tuple) and (t := _device_type(a)) is not None:
+            return t
+    return None
+
+
+def autocast_aware(fn: _F) -> _F:
+    """``fn`` as is without autocast; under autocast (of its tensors' device type) with every
+    floating-point tensor argument (also inside list / tuple arguments) cast to the autocast
+    dtype and autocast off inside, so the kernel's forward and backward see one dtype."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        device = _device_type(args)
+        if device is None or not torch.is_autocast_enabled(device):
+            return fn(*args, **kwargs)
+        low = torch.get_autocast_dtype(device)
+        args = tuple(_cast(a, low) for a in args)
+        kwargs = {k: _cast(v, low) for k, v in kwargs.items()}
+        with torch.autocast(device, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 HUGE_PAGE_MIN_BYTES = 32 << 20
@@ -208,6 +256,7 @@ class _Dense(Function):
         return gx, gw, None
 
 
+@autocast_aware
 def dense(x: Tensor, w: Tensor, scale: float | None) -> Tensor:
     """x @ w.T, then silu(.) * scale unless scale is None: (n, in) -> (n, out)."""
     if not _needs_grad(x, w):
@@ -279,6 +328,7 @@ class _ResidualStack(Function):
         return (g if ctx.needs_input_grad[0] else None, None, None, *gws)
 
 
+@autocast_aware
 def residual_stack(x: Tensor, weights: Sequence[Tensor], scale: float) -> Tensor:
     """A chain of `ResidualLayer` (two Dense + scaled SiLU each): weights (w1, w2, w1, w2, ...),
     x -> (x + act(act(x W1.T) W2.T)) / sqrt 2, layer by layer."""
@@ -339,6 +389,7 @@ class _ActMulDown(Function):
         return g_m, g_wba, g_rad, g_wrbf, None, g_wdown, None, None
 
 
+@autocast_aware
 def act_mul_down(
     m: Tensor,
     w_ba: Tensor,
@@ -392,6 +443,7 @@ class _EdgeToAtom(Function):
         return gm, g_rbf, gw, None, None, None, None
 
 
+@autocast_aware
 def edge_to_atom(
     m: Tensor,
     rbf: Tensor,
@@ -448,6 +500,7 @@ class _ForceMerge(Function):
         return (g_rbf, None, *gx, *gw, *([None] * n), *ga)
 
 
+@autocast_aware
 def force_merge(
     xs: Sequence[Tensor],
     rbf: Tensor,
@@ -496,6 +549,7 @@ class _SymUp(Function):
         return gx, gw_ca, gw_ac, None, None
 
 
+@autocast_aware
 def sym_up(x: Tensor, w_ca: Tensor, w_ac: Tensor, id_swap: Tensor, scale: float) -> Tensor:
     """(act(x @ w_ca.T) + act(x @ w_ac.T)[id_swap]) / sqrt 2; ``id_swap`` a permutation."""
     if not _needs_grad(x, w_ca, w_ac):
@@ -586,6 +640,11 @@ def sequential(seq: torch.nn.Sequential, x: Tensor) -> Tensor | None:
     params: list[Tensor | None] = []
     for m in linears:
         params += [m.weight, m.bias]
+    return _mlp(x, c, params)
+
+
+@autocast_aware
+def _mlp(x: Tensor, c: float, params: list[Tensor | None]) -> Tensor:
     if not _needs_grad(x, *params):
-        return _mlp_forward(x, params, c, None)  # type: ignore[arg-type]
+        return _mlp_forward(x, params, c, None)
     return _MLP.apply(x, c, *params)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from openjmp.model.gemnet_oc.fused import mm_nt, new_buffer
+from openjmp.model.gemnet_oc.fused import autocast_aware, mm_nt, new_buffer
 
 # Padded pairs per chunk: 2^15 rows of the padded gather (x 64 features = 8 MiB in float32).
 CHUNK_PAIRS = 1 << 15
@@ -131,8 +131,8 @@ class SegmentPlan:
 
         y (P, S) padded, x (M, D), ``rad_w_ordered = rad_w[self.order]`` (rows in plan order,
         see `order`; rad_w (n_out, C, K) with K * D' = S * D), w (out, C * D') -> (n_out, out);
-        rows without pairs are 0."""
-        return _AggregateBilinear.apply(self, y.width, x, rad_w_ordered, w, *y.chunks)
+        rows without pairs are 0. Under autocast, in its dtype (`fused.autocast_aware`)."""
+        return _aggregate_bilinear(self, y.width, x, rad_w_ordered, w, y.chunks)
 
 
 def _add_index(index: Tensor) -> Tensor:
@@ -184,6 +184,13 @@ class _Aggregate(torch.autograd.Function):
             else:
                 grad_y.append(None)
         return (None, None, grad_x, *grad_y)
+
+
+@autocast_aware
+def _aggregate_bilinear(  # noqa: ANN202
+    plan: SegmentPlan, width: int, x: Tensor, rad_w: Tensor, w: Tensor, chunks: tuple
+):
+    return _AggregateBilinear.apply(plan, width, x, rad_w, w, *chunks)
 
 
 class _AggregateBilinear(torch.autograd.Function):

@@ -3,7 +3,8 @@
 For each case (default: the molecule and slab ``train_step`` of `bench_model.py`), each round
 runs in fresh processes, alternating: the authors' pass in float32, ours in float32, the
 authors' under ``--precision`` (default ``bf16-mixed``: ``torch.autocast`` with bfloat16 on
-CPU), ours under it; each the median of ``--repeats`` after a warm-up (`bench_model.run_case`).
+CPU), ours under it; each the median of ``--repeats`` after a warm-up, however long the warm-up
+(`bench_model.run_case`).
 Then, once per batch and side, the relative error of one forward pass's energies and forces
 under that precision against float32 (norm of the difference over the float32 norm; random
 weights, the benchmark's model), and the machine's float32 and bfloat16 matmul rates (2048²,
@@ -50,6 +51,7 @@ def run(cases: list[str], rounds: int, repeats: int, precision: str, authors_py:
             for prec in ("32-true", precision):
                 for side, py in (("authors", authors_py), ("openjmp", ours_py)):
                     args = ["--case", case, "--repeats", str(repeats), "--no-flops"]
+                    args += ["--warmup-limit", "inf"]  # always the median after a warm-up
                     args += ["--precision", prec] + (["--authors"] if side == "authors" else [])
                     row = _run(py, args)
                     row["round"] = r + 1

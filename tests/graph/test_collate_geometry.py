@@ -115,6 +115,21 @@ def test_periodic_vector_uses_the_source_image() -> None:
     assert torch.allclose(v * d[:, None], manual) and bool((d <= 5.0).all())
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_edge_geometry_keeps_its_precision_under_autocast(dtype: torch.dtype) -> None:
+    """Mixed-precision training computes edges under autocast: the periodic shift must not
+    become a reduced-precision product (a 15 Å shift in bfloat16 is off by up to 0.06 Å)."""
+    s = build_graph_sample(_crystal(3, reps=(3, 3, 3)), SPEC)
+    b = collate([s])
+    pos, cell = b.pos.float() + 20.0, b.cell.float()  # away from the origin: large shifts
+    ref = edge_vectors(pos, cell, b.batch, b.edges["a2a"])
+    assert float(b.edges["a2a"].cell_offset.abs().max()) >= 1
+    with torch.autocast("cpu", dtype=dtype):
+        out = edge_vectors(pos, cell, b.batch, b.edges["a2a"])
+    for o, r in zip(out, ref):
+        assert o.dtype == torch.float32 and torch.equal(o, r)
+
+
 def test_gradcheck_positions_and_cell() -> None:
     samples = [build_graph_sample(_crystal(1), SPEC), build_graph_sample(_crystal(2), SPEC)]
     b = collate(samples)

@@ -314,8 +314,10 @@ class JMPModel(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() or derivatives):
             if strain is not None:
                 sym = 0.5 * (strain + strain.transpose(1, 2))
-                pos = pos + torch.einsum("ni,nij->nj", pos, sym[batch.batch])
-                cell = cell + torch.bmm(cell, sym)
+                # element-wise products (not einsum / bmm, which autocast would run in float16 /
+                # bfloat16): positions and cells keep their precision under mixed precision
+                pos = pos + (pos[:, :, None] * sym[batch.batch]).sum(dim=1)
+                cell = cell + (cell[:, :, :, None] * sym[:, None, :, :]).sum(dim=2)
             graph = gemnet_graph(batch, pos, cell=cell)
             h = self.embedding(batch.atomic_numbers)
             out = self.backbone(h, graph)

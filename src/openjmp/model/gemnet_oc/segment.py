@@ -111,15 +111,9 @@ class SegmentPlan:
         -> (n_out, S, D).
 
         Under autocast the products run in its reduced dtype (as autocast runs ``bmm``), with
-        every operand cast to it first, so forward and backward see one dtype."""
-        chunks = y.chunks
-        device = x.device.type
-        if torch.is_autocast_enabled(device):
-            low = torch.get_autocast_dtype(device)
-            x, chunks = x.to(low), tuple(c.to(low) for c in chunks)
-            with torch.autocast(device, enabled=False):
-                return _Aggregate.apply(self, y.width, x, *chunks)
-        return _Aggregate.apply(self, y.width, x, *chunks)
+        every operand cast to it first, so forward and backward see one dtype
+        (`fused.autocast_aware`)."""
+        return _aggregate(self, y.width, x, y.chunks)
 
     def aggregate_bilinear(
         self, y: PaddedBasis, x: Tensor, rad_w_ordered: Tensor, w: Tensor
@@ -187,9 +181,14 @@ class _Aggregate(torch.autograd.Function):
 
 
 @autocast_aware
-def _aggregate_bilinear(  # noqa: ANN202
+def _aggregate(plan: SegmentPlan, width: int, x: Tensor, chunks: tuple) -> Tensor:
+    return _Aggregate.apply(plan, width, x, *chunks)
+
+
+@autocast_aware
+def _aggregate_bilinear(
     plan: SegmentPlan, width: int, x: Tensor, rad_w: Tensor, w: Tensor, chunks: tuple
-):
+) -> Tensor:
     return _AggregateBilinear.apply(plan, width, x, rad_w, w, *chunks)
 
 

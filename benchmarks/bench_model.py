@@ -18,8 +18,7 @@ preset's 6 Å / 16-neighbour graph), whose
 
 Reported per case (one JSON line each, every case in a fresh process): median seconds of
 ``--repeats`` runs after 1 warm-up (1 run if the warm-up took > ``--warmup-limit``, 60 s),
-structures/s, peak
-resident memory (``ru_maxrss`` of the case's process; on CUDA also the peak allocated device
+structures/s, peak resident memory (``ru_maxrss`` of the case's process; on CUDA also the peak allocated device
 memory), and unless ``--no-flops`` the FLOPs of one pass counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matrix products) over the median time.
 
@@ -37,7 +36,7 @@ here; ``benchmarks/bench_flops.py`` counts both sides' arithmetic.
 ``--case CASE --authors`` runs one case with the authors' code instead (``authors_pass``; run it
 with the authors' environment's python and JMP_SRC set, ../shared/authors-bench/README.md), and
 ``--case CASE --accuracy`` prints how far one forward pass under ``--precision`` lands from the
-float32 one (either side); `bench_precision.py` puts both sides at both precisions in one table.
+float32 one (either side, on CPU); `bench_precision.py` puts both sides at both precisions in one table.
 
 ``run(...) -> list[dict]`` does the same from Python.
 """

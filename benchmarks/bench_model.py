@@ -60,6 +60,8 @@ SYSTEMS = ("molecules", "slabs", "demo")
 KINDS = ("graph", "forward", "forward_backward", "train_step")
 CASES = [f"{s}_{k}" for s in SYSTEMS for k in KINDS]
 THREADS = 2
+CHECKPOINTING = {"auto": None, "on": True, "off": False, "residual": "residual"}
+"""``--activation-checkpointing`` values -> `JMPModel.set_activation_checkpointing`'s argument."""
 PRECISIONS = {"32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 """``--precision`` values (Lightning's names) -> the autocast dtype (None: no autocast)."""
 
@@ -374,9 +376,7 @@ def run_case(
         from openjmp.graph.indices import build_indices
 
         model = (build_demo_model() if system == "demo" else build_model()).to(dev)
-        model.set_activation_checkpointing(
-            {"auto": None, "on": True, "off": False, "residual": "residual"}[checkpointing]
-        )
+        model.set_activation_checkpointing(CHECKPOINTING[checkpointing])
         batch = build_batch(frames, demo=system == "demo").to(dev)
         fn = pass_fn(model, batch, kind)
         result.update({f"n_{k}": v for k, v in build_indices(batch).counts().items()})
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     p.add_argument(
         "--activation-checkpointing",
-        choices=("auto", "on", "off", "residual"),
+        choices=tuple(CHECKPOINTING),
         default="auto",
         help="the model's activation checkpointing (default: auto, as the model is built; "
         "residual: only the residual layers' first products)",

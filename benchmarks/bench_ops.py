@@ -112,18 +112,14 @@ def profile(
     if system not in bm.SYSTEMS or kind not in bm.KINDS or kind == "graph":
         raise SystemExit(f"bench_ops: unknown case {case!r} (a forward, forward_backward or "
                          "train_step case of bench_model.py)")  # fmt: skip
-    if authors:
-        if system == "demo":
-            raise SystemExit("bench_ops: --authors runs the molecules and slabs cases only")
+    if authors:  # (bm.authors_pass refuses the demo batch)
         if checkpointing != "auto":
             raise SystemExit("bench_ops: --activation-checkpointing is openjmp's, not the authors'")
         fn = bm.authors_pass(system, kind)
     else:
         frames = bm._structures(system)
         model = bm.build_demo_model() if system == "demo" else bm.build_model()
-        model.set_activation_checkpointing(
-            {"auto": None, "on": True, "off": False, "residual": "residual"}[checkpointing]
-        )
+        model.set_activation_checkpointing(bm.CHECKPOINTING[checkpointing])
         batch = bm.build_batch(frames, demo=system == "demo")
         fn = bm.pass_fn(model, batch, kind)
     plain_fn = fn
@@ -213,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=25, help="operators listed (default 25)")
     p.add_argument(
         "--activation-checkpointing",
-        choices=("auto", "on", "off", "residual"),
+        choices=tuple(bm.CHECKPOINTING),
         default="auto",
         help="as bench_model.py's option",
     )

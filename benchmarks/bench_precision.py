@@ -25,16 +25,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_model  # noqa: E402  (this folder's module)
-
-
-def _run(python: str, args: list[str]) -> dict[str, Any]:
-    return bench_model._subprocess(args, python)
 
 
 def _rates() -> dict[str, float]:
@@ -53,7 +48,7 @@ def run(cases: list[str], rounds: int, repeats: int, precision: str, authors_py:
                     args = ["--case", case, "--repeats", str(repeats), "--no-flops"]
                     args += ["--warmup-limit", "inf"]  # always the median after a warm-up
                     args += ["--precision", prec] + (["--authors"] if side == "authors" else [])
-                    row = _run(py, args)
+                    row = bench_model._subprocess(args, py)
                     row["round"] = r + 1
                     rows.append(row)
                     print(
@@ -67,7 +62,9 @@ def run(cases: list[str], rounds: int, repeats: int, precision: str, authors_py:
     for system in sorted({c.split("_", 1)[0] for c in cases}):
         for side, py in (("authors", authors_py), ("openjmp", ours_py)):
             args = ["--case", f"{system}_forward", "--accuracy", "--precision", precision]
-            errors.append(_run(py, args + (["--authors"] if side == "authors" else [])))
+            errors.append(
+                bench_model._subprocess(args + (["--authors"] if side == "authors" else []), py)
+            )
     return {"rows": rows, "accuracy": errors, "matmul_rates": rates}
 
 
@@ -76,14 +73,14 @@ def print_table(result: dict, precision: str) -> None:
     cases = list(dict.fromkeys(r["case"] for r in rows))
     rounds = sorted({r["round"] for r in rows})
 
-    def cell(case: str, side: str, prec: str, key: str, scale: float = 1.0, fmt: str = ".2f"):  # noqa: ANN202
+    def cell(case: str, side: str, prec: str, key: str, scale: float = 1.0):  # noqa: ANN202
         vals = [
             r[key] / scale
             for rd in rounds
             for r in rows
             if (r["case"], r["side"], r["precision"], r["round"]) == (case, side, prec, rd)
         ]
-        return ", ".join(f"{v:{fmt}}" for v in vals), vals
+        return ", ".join(f"{v:.2f}" for v in vals), vals
 
     print("| case | precision | authors (s) | openjmp (s) | speed-up | peak GB authors / openjmp |")
     print("|---|---|---|---|---|---|")

@@ -61,3 +61,21 @@ def test_ragged_helpers() -> None:
     ]
     owner, item = gather_segments(torch.tensor([5, 0, 2]), torch.tensor([2, 0, 3]))
     assert owner.tolist() == [0, 0, 2, 2, 2] and item.tolist() == [5, 6, 2, 3, 4]
+
+
+def test_segment_sum_keeps_only_the_index_and_has_second_derivatives() -> None:
+    """Autograd's own index_add keeps the whole source for backward; segment_sum keeps the
+    index alone, and its gradient is differentiable again (gradient-force training)."""
+    src, index = _data()
+    src.requires_grad_(True)
+    kept: list[tuple[int, ...]] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        kept.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        segment_sum(src * 1.0, index, 7)
+    assert kept == [tuple(index.shape)]
+    assert torch.autograd.gradcheck(lambda s: segment_sum(s, index, 7), (src,))
+    assert torch.autograd.gradgradcheck(lambda s: segment_sum(s.pow(2), index, 7), (src,))

@@ -17,6 +17,7 @@ import collections
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.graph_inputs import gemnet_graph
@@ -136,6 +137,16 @@ def test_kernels_gradcheck() -> None:
     assert torch.autograd.gradcheck(
         lambda *a: fused.residual_stack(a[0], a[1:], 1 / 0.6), (x, w1, w2, w3, w4)
     )
+    # a pre-activation input: the stack applies silu(x) * act_in itself (same numbers as the
+    # activation before it) and keeps x, not the activation's output
+    stacked = fused.residual_stack(x, [w1, w2, w3, w4], 1 / 0.6, act_in=1.3)
+    torch.testing.assert_close(
+        stacked, fused.residual_stack(F.silu(x) * 1.3, [w1, w2, w3, w4], 1 / 0.6), rtol=0, atol=0
+    )
+    assert stacked.grad_fn.saved_tensors[0] is x
+    assert torch.autograd.gradcheck(
+        lambda *a: fused.residual_stack(a[0], a[1:], 1 / 0.6, act_in=1.3), (x, w1, w2, w3, w4)
+    )
     rad, w_rbf, w_down = r(9, 3), r(5, 3), r(4, 5)
     idx = torch.tensor([0, 2, 2, 6, 1, 0, 3, 5, 4])
     s = torch.tensor(0.7, dtype=torch.float64)
@@ -214,3 +225,43 @@ def test_fused_only_where_first_order_backward_suffices(frames: dict) -> None:
     bb.fused_kernels = False
     assert not bb.use_fused(graph, "off")
     assert scale_fit is not None
+
+
+def _saved_storages(fn) -> set[int]:  # noqa: ANN001
+    """Data pointers of every tensor autograd keeps while running ``fn()``."""
+    kept: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        kept.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return kept
+
+
+def test_aggregations_keep_their_input_only_for_a_basis_gradient() -> None:
+    """Direct-force training: no basis needs a gradient, so the aggregations do not keep their
+    input x for backward (the quadruplet interaction's largest tensor); gradients of x, the
+    radial weights and the bilinear weight stay exact; with a basis gradient x is kept."""
+    g = torch.Generator().manual_seed(4)
+    n_out, m, p, s_w, d, c, k = 6, 5, 23, 4, 6, 3, 2
+    idx_out = torch.randint(0, n_out - 1, (p,), generator=g)
+    idx_x = torch.randint(0, m, (p,), generator=g)
+    plan = SegmentPlan.build(idx_out, n_out, idx_x, chunk_pairs=5)
+    y = torch.randn(p, s_w, dtype=torch.float64, generator=g)
+    x = torch.randn(m, d, dtype=torch.float64, generator=g).requires_grad_()
+    rad_w = torch.randn(n_out, c, k, dtype=torch.float64, generator=g).requires_grad_()
+    w = torch.randn(5, c * s_w * d // k, dtype=torch.float64, generator=g).requires_grad_()
+
+    def bilinear(y, x, rad_w, w):  # noqa: ANN001, ANN202
+        return plan.aggregate_bilinear(plan.pad_basis(y), x, rad_w.index_select(0, plan.order), w)
+
+    x_ptr = x.untyped_storage().data_ptr()
+    assert x_ptr not in _saved_storages(lambda: bilinear(y, x, rad_w, w))
+    assert x_ptr not in _saved_storages(lambda: plan.aggregate(plan.pad_basis(y), x))
+    assert torch.autograd.gradcheck(lambda *a: bilinear(y, *a), (x, rad_w, w))
+    assert torch.autograd.gradcheck(lambda a: plan.aggregate(plan.pad_basis(y), a), (x,))
+    y_grad = y.clone().requires_grad_()
+    assert x_ptr in _saved_storages(lambda: bilinear(y_grad, x, rad_w, w))
+    assert x_ptr in _saved_storages(lambda: plan.aggregate(plan.pad_basis(y_grad), x))

@@ -131,10 +131,10 @@ def test_checkpointing_keeps_gradients_and_saves_memory(frames: dict, monkeypatc
     first_products = [0]
     apply = fused_kernels._ResidualStack.apply
 
-    def counting_apply(x: torch.Tensor, scale: float, lean: bool, *ws: torch.Tensor):  # noqa: ANN202
+    def counting_apply(x: torch.Tensor, scale: float, lean: bool, act_in, *ws: torch.Tensor):  # noqa: ANN001, ANN202, E501
         assert lean
         first_products[0] += x.numel() * x.element_size() * (len(ws) // 2)
-        return apply(x, scale, lean, *ws)
+        return apply(x, scale, lean, act_in, *ws)
 
     monkeypatch.setattr(fused_kernels._ResidualStack, "apply", counting_apply)
     lean, mem_lean = run("residual", fused=True)

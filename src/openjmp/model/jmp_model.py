@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from openjmp.errors import ConfigError
 from openjmp.graph.batch import Batch
+from openjmp.graph.scatter import segment_sum
 from openjmp.model import allocator
 from openjmp.model.embedding import AtomEmbedding
 from openjmp.model.gemnet_oc import checkpointing, fused
@@ -117,8 +118,7 @@ def _direct_forces(head: DirectForceHead, x: Tensor, v_st: Tensor, idx_t: Tensor
     f_st = fused.sequential(head.mlp, x)
     if f_st is None:
         return head(x, v_st, idx_t, n)
-    f_st = f_st * v_st
-    return f_st.new_zeros(n, 3).index_add_(0, idx_t, f_st)
+    return segment_sum(f_st * v_st, idx_t, n)
 
 
 def _energy_subset(head: EnergyHead, h: Tensor, batch: Tensor, mask: Tensor) -> Tensor:

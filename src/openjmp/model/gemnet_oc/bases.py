@@ -51,6 +51,10 @@ class EdgeEmbedding(nn.Module):
 
     def forward(self, h: Tensor, m: Tensor, edge_index: Tensor) -> Tensor:
         """h (N, A), m (E, F), edge_index (2, E) -> (E, out)."""
+        return self.dense.activation(self.pre_activation(h, m, edge_index))
+
+    def pre_activation(self, h: Tensor, m: Tensor, edge_index: Tensor) -> Tensor:
+        """`forward` without the activation (for a fused consumer that applies it)."""
         a = self.atom_features
         w = self.dense.linear.weight
         hs = h @ w[:, :a].T
@@ -60,7 +64,7 @@ class EdgeEmbedding(nn.Module):
             z = fused.dense(m, w[:, 2 * a :], None).add_(z)
         else:
             z = torch.addmm(z, m, w[:, 2 * a :].T)
-        return self.dense.activation(z)
+        return z
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,10 +270,18 @@ def dense(x: Tensor, w: Tensor, scale: float | None) -> Tensor:
 # ----------------------------------------------------------------- residual stack
 # One layer: r' = (r + c * silu(c * silu(r W1.T) W2.T)) / sqrt 2, computed as
 # a1 = r W1.T, a2 = silu(a1) (c W2).T, r' = silu(a2) * (c / sqrt 2) + r / sqrt 2.
+# The chain's input r0 is x, or act(x) = silu(x) * act_in for a pre-activation x: the stack
+# then keeps x (which the product before it would keep anyway) instead of act(x), and
+# recomputes act(x) in backward.
+def _stack_input(x: Tensor, act_in: float | None) -> Tensor:
+    return x if act_in is None else _act(x, act_in)
+
+
 def _residual_forward(
     x: Tensor, ws: Sequence[Tensor], scale: float, keep: list | None, lean: bool = False
 ) -> Tensor:
-    """``keep``: None (inference), else filled with (a1, a2) per layer, a1 None if ``lean``."""
+    """``keep``: None (inference), else filled with (a1, a2) per layer, a1 None if ``lean``;
+    x is the chain's input r0."""
     r = x
     for i in range(0, len(ws), 2):
         w2 = _scaled(ws[i + 1], scale)
@@ -291,10 +299,10 @@ def _residual_forward(
 
 class _ResidualStack(Function):
     @staticmethod
-    def forward(ctx, x: Tensor, scale: float, lean: bool, *ws: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(ctx, x, scale, lean, act_in, *ws):  # noqa: ANN001, ANN206
         keep: list[Tensor | None] = []
-        out = _residual_forward(x, ws, scale, keep, lean)
-        ctx.scale, ctx.n = scale, len(ws)
+        out = _residual_forward(_stack_input(x, act_in), ws, scale, keep, lean)
+        ctx.scale, ctx.n, ctx.act_in = scale, len(ws), act_in
         ctx.save_for_backward(x, *ws, *keep)
         return out
 
@@ -304,7 +312,7 @@ class _ResidualStack(Function):
         c, n = ctx.scale, ctx.n
         x, *rest = ctx.saved_tensors
         ws, pre = rest[:n], rest[n:]
-        rs: list[Tensor | None] = [x]  # the layers' inputs, recomputed
+        rs: list[Tensor | None] = [_stack_input(x, ctx.act_in)]  # the layers' inputs, recomputed
         for j in range(n // 2 - 1):
             y = F.silu(pre[2 * j + 1])
             rs.append(y.mul_(c * INV_SQRT_2).add_(rs[-1], alpha=INV_SQRT_2))
@@ -325,18 +333,24 @@ class _ResidualStack(Function):
             rs[j] = None
             if j > 0 or ctx.needs_input_grad[0]:
                 g = mm_nt(ga1, w1.t()).add_(g, alpha=INV_SQRT_2)
-        return (g if ctx.needs_input_grad[0] else None, None, None, *gws)
+        g_x = None
+        if ctx.needs_input_grad[0]:
+            g_x = g if ctx.act_in is None else _silu_grad(g * ctx.act_in, x)  # autograd's order
+        return (g_x, None, None, None, *gws)
 
 
 @autocast_aware
-def residual_stack(x: Tensor, weights: Sequence[Tensor], scale: float) -> Tensor:
+def residual_stack(
+    x: Tensor, weights: Sequence[Tensor], scale: float, *, act_in: float | None = None
+) -> Tensor:
     """A chain of `ResidualLayer` (two Dense + scaled SiLU each): weights (w1, w2, w1, w2, ...),
-    x -> (x + act(act(x W1.T) W2.T)) / sqrt 2, layer by layer."""
+    r -> (r + act(act(r W1.T) W2.T)) / sqrt 2, layer by layer, from r = x, or from
+    r = silu(x) * act_in (x a pre-activation, kept instead of its activation)."""
     if not weights:
-        return x
+        return _stack_input(x, act_in)
     if not _needs_grad(x, *weights):
-        return _residual_forward(x, weights, scale, None)
-    return _ResidualStack.apply(x, scale, _RECOMPUTE_RESIDUAL.get(), *weights)
+        return _residual_forward(_stack_input(x, act_in), weights, scale, None)
+    return _ResidualStack.apply(x, scale, _RECOMPUTE_RESIDUAL.get(), act_in, *weights)
 
 
 # ------------------------------------------------------------ interaction input

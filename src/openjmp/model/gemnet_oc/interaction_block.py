@@ -102,7 +102,8 @@ class InteractionBlock(nn.Module):
         main_index = g.main.edge_index
         h = run_sequence(self.atom_emb_layers, h)
         h = self.atom_update(h, m, bases.rbf_h, main_index[1]).add_(h).mul_(INV_SQRT_2)
-        m2 = run_sequence(self.residual_m, self.concat_layer(h, m, main_index))
+        z = self.concat_layer.pre_activation(h, m, main_index)
+        m2 = run_sequence(self.residual_m, z, activation=self.concat_layer.dense.activation)
         return h, m2.add_(m).mul_(INV_SQRT_2)
 
     def forward(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from openjmp.graph.scatter import segment_sum
 from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.bases import QuadBases, TripletBases
 from openjmp.model.gemnet_oc.efficient import EfficientInteractionBilinear
@@ -120,7 +121,7 @@ class TripletInteraction(nn.Module):
             agg = bases.rad_w @ agg  # (n_out, emb_cbf, trip_in)
             if agg2_idx is not None:
                 assert agg2_size is not None
-                agg = agg.new_zeros((agg2_size, *agg.shape[1:])).index_add_(0, agg2_idx, agg)
+                agg = segment_sum(agg, agg2_idx, agg2_size)
             x = self.mlp_cbf(agg)
         x = self.scale_cbf_sum(x, ref=lambda: x_ba.index_select(0, idx.in_))
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from openjmp.graph.scatter import segment_sum
 from openjmp.model.gemnet_oc import fused
 from openjmp.model.gemnet_oc.layers import (
+    _UNFUSABLE,
     INV_SQRT_2,
     Dense,
     ResidualLayer,
     ScaleFactor,
+    activation_scale,
     residual_weights,
 )
 
@@ -28,17 +31,30 @@ def residual_mlp(units_in: int, units: int, n_hidden: int, activation: str | Non
     return nn.ModuleList(mlp)
 
 
-def run_sequence(layers: nn.ModuleList | list[nn.Module], x: Tensor) -> Tensor:
-    """x through the layers in order (with fused kernels active: a chain of residual layers,
-    after an optional Dense, as one `fused.residual_stack`)."""
+def run_sequence(
+    layers: nn.ModuleList | list[nn.Module], x: Tensor, *, activation: nn.Module | None = None
+) -> Tensor:
+    """``activation(x)`` (x if None) through the layers in order.
+
+    With fused kernels active, a chain of residual layers (after an optional Dense) runs as
+    one `fused.residual_stack`, which keeps the pre-activation of its input (``x`` with
+    ``activation``, or the leading Dense's product) instead of the activation's output."""
     layers = list(layers)
     if fused.active() and layers:
         start = 1 if isinstance(layers[0], Dense) else 0
         stack = residual_weights(layers[start:]) if len(layers) > start else None
         if stack is not None:
-            if start:
-                x = layers[0](x)
-            return fused.residual_stack(x, *stack)
+            act_in = None if activation is None else activation_scale(activation)
+            if start or act_in is _UNFUSABLE:
+                x = x if activation is None else activation(x)
+                act_in = layers[0].fused_scale() if start else None
+                if act_in is None or act_in is _UNFUSABLE:  # identity or a bias: as it is
+                    x, act_in = (layers[0](x) if start else x), None
+                else:  # the leading Dense's product; its activation goes into the stack
+                    x = fused.dense(x, layers[0].linear.weight, None)
+            return fused.residual_stack(x, *stack, act_in=act_in)
+    if activation is not None:
+        x = activation(x)
     for layer in layers:
         x = layer(x)
     return x
@@ -46,8 +62,7 @@ def run_sequence(layers: nn.ModuleList | list[nn.Module], x: Tensor) -> Tensor:
 
 def aggregate_edges(m: Tensor, rbf_emb: Tensor, idx_atom: Tensor, num_atoms: int) -> Tensor:
     """sum over edges s->t of m_st * rbf_emb_st onto atom t: (E, F), (E, F), (E,) -> (N, F)."""
-    x = m * rbf_emb
-    return x.new_zeros(num_atoms, x.shape[1]).index_add_(0, idx_atom, x)
+    return segment_sum(m * rbf_emb, idx_atom, num_atoms)
 
 
 class AtomUpdateBlock(nn.Module):
@@ -156,10 +171,12 @@ class FinalMLP(nn.Module):
         z = xs[0] @ w[:, :width].T
         for k, x in enumerate(xs[1:], start=1):
             z = torch.addmm(z, x, w[:, k * width : (k + 1) * width].T)
-        return self._rest(first.activation(z))
+        return self._rest(z)
 
-    def _rest(self, x: Tensor) -> Tensor:
-        return run_sequence(list(self.out_mlp)[1:], x)
+    def _rest(self, z: Tensor) -> Tensor:
+        """The first layer's activation and the residual layers, on its product z."""
+        first: Dense = self.out_mlp[0]  # type: ignore[assignment]
+        return run_sequence(list(self.out_mlp)[1:], z, activation=first.activation)
 
     def forward_forces(self, raw: list[Tensor], blocks: list[OutputBlock], rbf: Tensor) -> Tensor:
         """The force branch from the blocks' raw outputs (`OutputBlock.forward_forces_raw`):
@@ -176,4 +193,4 @@ class FinalMLP(nn.Module):
             [b.scale_rbf_F.factor() for b in blocks],
             heads,
         )
-        return self._rest(first.activation(z))
+        return self._rest(z)

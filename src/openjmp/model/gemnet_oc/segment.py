@@ -137,6 +137,15 @@ def _add_index(index: Tensor) -> Tensor:
     return index if index.dtype == torch.int64 else index.long()
 
 
+def _keep_x(ctx, x: Tensor, first_basis: int) -> Tensor | None:  # noqa: ANN001
+    """``x`` if backward needs it (only for the gradient of a basis chunk, the inputs from
+    ``first_basis`` on), else None: the gradient of x needs only the basis and the incoming
+    gradient. In direct-force training no basis requires a gradient, and x is the largest
+    input of the quadruplet interaction (its (triplets, 7 x quad_in) per-triplet aggregate,
+    ~0.1 GB per interaction block at JMP-S size), freed after the forward pass this way."""
+    return x if any(ctx.needs_input_grad[first_basis:]) else None
+
+
 class _Aggregate(torch.autograd.Function):
     """`SegmentPlan.aggregate` as one autograd node.
 
@@ -153,17 +162,18 @@ class _Aggregate(torch.autograd.Function):
         for yc, xi, rows in zip(y, plan.x_index, plan.rows):
             xc = x.index_select(0, xi.reshape(-1)).view(xi.shape[0], xi.shape[1], d)
             out.index_copy_(0, rows, torch.bmm(yc, xc))  # (n_c, S, K_c) @ (n_c, K_c, D)
-        ctx.plan = plan
-        ctx.save_for_backward(x, *y)
+        ctx.plan, ctx.x_shape = plan, x.shape
+        # x is read in backward only for the basis's gradient (`_keep_x`)
+        ctx.save_for_backward(_keep_x(ctx, x, 3), *y)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple:  # noqa: ANN001
         plan: SegmentPlan = ctx.plan
         x, *y = ctx.saved_tensors
-        d = x.shape[1]
+        d = ctx.x_shape[1]
         need_x, need_y = ctx.needs_input_grad[2], ctx.needs_input_grad[3:]
-        grad_x = new_buffer(x, x.shape, zero=True) if need_x else None
+        grad_x = new_buffer(grad, ctx.x_shape, zero=True) if need_x else None
         grad_y: list[Tensor | None] = []
         for i, (yc, xi, rows) in enumerate(zip(y, plan.x_index, plan.rows)):
             gc = grad.index_select(0, rows)  # (n_c, S, D)
@@ -215,8 +225,8 @@ class _AggregateBilinear(torch.autograd.Function):
             out_ordered.narrow(0, start, n_c).copy_(mm_nt(b.view(n_c, -1), w))
             aggs.append(agg)
             start += n_c
-        ctx.plan, ctx.width = plan, width
-        ctx.save_for_backward(x, rad_w, w, *y, *aggs)
+        ctx.plan, ctx.width, ctx.x_shape = plan, width, x.shape
+        ctx.save_for_backward(_keep_x(ctx, x, 5), rad_w, w, *y, *aggs)
         return out_ordered.new_zeros(plan.n_out, w.shape[0]).index_copy_(0, plan.order, out_ordered)
 
     @staticmethod
@@ -226,11 +236,11 @@ class _AggregateBilinear(torch.autograd.Function):
         x, rad_w, w, *rest = ctx.saved_tensors
         n = len(plan.rows)
         y, aggs = rest[:n], rest[n:]
-        d = x.shape[1]
+        d = ctx.x_shape[1]
         need_x, need_r, need_w = ctx.needs_input_grad[2:5]
         need_y = ctx.needs_input_grad[5:]
         grad = grad.index_select(0, plan.order)
-        grad_x = new_buffer(x, x.shape, zero=True) if need_x else None
+        grad_x = new_buffer(grad, ctx.x_shape, zero=True) if need_x else None
         grad_r = new_buffer(rad_w, rad_w.shape, zero=False) if need_r else None
         grad_w = torch.zeros_like(w) if need_w else None
         w_t = w.t().contiguous()

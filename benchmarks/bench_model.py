@@ -19,7 +19,9 @@ preset's 6 Å / 16-neighbour graph), whose
 Reported per case (one JSON line each, every case in a fresh process): median seconds of
 ``--repeats`` runs after 1 warm-up (1 run if the warm-up took > ``--warmup-limit``, 60 s),
 structures/s, peak resident memory (``ru_maxrss`` of the case's process; on CUDA also the peak allocated device
-memory), and unless ``--no-flops`` the FLOPs of one pass counted by
+memory), the peak of malloc's in-use bytes during the timed passes (glibc's ``mallinfo2``,
+sampled every 20 ms: the part of the resident peak the computation held at once; the rest
+is free heap kept in pieces), and unless ``--no-flops`` the FLOPs of one pass counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matrix products) over the median time.
 
 A speed-up over the authors' code is only meaningful from one run on one machine: that is
@@ -44,12 +46,15 @@ float32 one (either side, on CPU); `bench_precision.py` puts both sides at both 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,52 @@ PRECISIONS = {"32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class HeapSampler:
+    """Peak bytes that glibc's malloc has handed out and not yet freed (``mallinfo2``: in-use
+    heap chunks + mapped chunks), sampled every ``interval`` s by a thread while active: the
+    memory the computation itself holds, against which the peak resident memory adds what
+    the heap keeps in free pieces. ``peak_mb`` is None off glibc (or glibc < 2.33)."""
+
+    class _Info(ctypes.Structure):
+        _fields_ = [  # noqa: RUF012 (ctypes layout)
+            (name, ctypes.c_size_t)
+            for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                         "fsmblks", "uordblks", "fordblks", "keepcost")
+        ]  # fmt: skip
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            self._mallinfo2 = libc.mallinfo2
+            self._mallinfo2.restype = self._Info
+        except (OSError, AttributeError):
+            self._mallinfo2 = None
+
+    def _in_use(self) -> int:
+        info = self._mallinfo2()
+        return info.uordblks + info.hblkhd
+
+    def _run(self) -> None:
+        peak = 0
+        while not self._stop.wait(self.interval):
+            peak = max(peak, self._in_use())
+        self.peak_mb = max(peak, self._in_use()) / 2**20
+
+    def __enter__(self) -> HeapSampler:
+        if self._mallinfo2 is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._mallinfo2 is not None:
+            self._stop.set()
+            self._thread.join()
 
 
 DEMO_BATCH = 16
@@ -390,7 +441,8 @@ def run_case(
         with autocast(device, precision):
             plain()
 
-    median, times, warm = _timed(fn, repeats, sync, warmup_limit)
+    with HeapSampler() as heap:
+        median, times, warm = _timed(fn, repeats, sync, warmup_limit)
     result.update(
         seconds_median=median,
         seconds_all=times,
@@ -400,6 +452,7 @@ def run_case(
         peak_rss_mb=_peak_rss_mb(),
         rss_peak_before_case_mb=rss_before,
         rss_peak_ready_mb=rss_ready,
+        peak_heap_in_use_mb=heap.peak_mb,
     )
     if cuda:
         result["peak_device_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
@@ -472,16 +525,20 @@ def run(
 
 
 def print_table(rows: list[dict]) -> None:
-    head = f"{'case':<28}{'s':>8}{'struct/s':>10}{'peak MB':>9}{'GFLOP':>8}{'GFLOP/s':>9}"
+    head = (
+        f"{'case':<28}{'s':>8}{'struct/s':>10}{'peak MB':>9}{'in use':>8}{'GFLOP':>8}{'GFLOP/s':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         gf = r.get("flops")
         rate = r.get("gflops_per_s")
         peak = r.get("peak_device_mb", r["peak_rss_mb"])
+        in_use = None if "peak_device_mb" in r else r.get("peak_heap_in_use_mb")
         print(
             f"{r['case']:<28}{r['seconds_median']:>8.2f}{r['structures_per_s']:>10.2f}"
-            f"{peak:>9.0f}{(f'{gf / 1e9:.0f}' if gf else '-'):>8}"
+            f"{peak:>9.0f}{(f'{in_use:.0f}' if in_use else '-'):>8}"
+            f"{(f'{gf / 1e9:.0f}' if gf else '-'):>8}"
             f"{(f'{rate:.1f}' if rate else '-'):>9}"
         )
     if rows:
@@ -490,7 +547,12 @@ def print_table(rows: list[dict]) -> None:
             f"\n{r['device']}, {r['threads']} threads, precision {r['precision']}, activation "
             f"checkpointing {r['activation_checkpointing']}; float32 matmul rate (2048^2): "
             f"{r['matmul_gflops_per_s']:.1f} GFLOP/s. Peak MB: "
-            + ("device memory." if "peak_device_mb" in r else "resident memory of the process.")
+            + (
+                "device memory."
+                if "peak_device_mb" in r
+                else "resident memory of the process; in use: the most of it malloc had handed "
+                "out at once during the timed passes (the rest is free heap it keeps)."
+            )
         )
 
 

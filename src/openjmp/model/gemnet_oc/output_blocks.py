@@ -44,15 +44,19 @@ def run_sequence(
         start = 1 if isinstance(layers[0], Dense) else 0
         stack = residual_weights(layers[start:]) if len(layers) > start else None
         if stack is not None:
-            act_in = None if activation is None else activation_scale(activation)
-            if start or act_in is _UNFUSABLE:
+            act_in = None  # the activation the stack applies to x itself
+            if start:  # the leading Dense's bare product; the stack applies its activation
                 x = x if activation is None else activation(x)
-                act_in = layers[0].fused_scale() if start else None
-                if act_in is None or act_in is _UNFUSABLE:  # identity or a bias: as it is
-                    x, act_in = (layers[0](x) if start else x), None
-                else:  # the leading Dense's product; its activation goes into the stack
+                act_in = layers[0].fused_scale()
+                if act_in is None or act_in is _UNFUSABLE:  # no activation, or a bias
+                    x, act_in = layers[0](x), None
+                else:
                     x = fused.dense(x, layers[0].linear.weight, None)
-            return fused.residual_stack(x, *stack, act_in=act_in)
+            elif activation is not None:
+                act_in = activation_scale(activation)
+                if act_in is None or act_in is _UNFUSABLE:
+                    x, act_in = activation(x), None
+            return fused.residual_stack(x, *stack, act_in=act_in)  # type: ignore[arg-type]
     if activation is not None:
         x = activation(x)
     for layer in layers:

@@ -350,6 +350,29 @@ def accuracy(system: str, precision: str, authors: bool = False) -> dict[str, An
     }
 
 
+def saved_for_backward(system: str) -> dict[str, Any]:
+    """What autograd keeps for backward in a training pass of ``system``'s batch (our model of
+    that case, CPU, default settings): the bytes of the unique storages packed by
+    `torch.autograd.graph.saved_tensors_hooks` during the forward pass (parameters
+    included, counted once), and how many."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    demo = system == "demo"
+    model = (build_demo_model() if demo else build_model()).train()
+    batch = build_batch(_structures(system), demo=demo)
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(batch)
+    return {"system": system, "saved_mb": sum(kept.values()) / 2**20, "storages": len(kept)}
+
+
 def _timed(  # noqa: ANN001
     fn, repeats: int, sync, warmup_limit: float = 60.0
 ) -> tuple[float, list[float], float]:
@@ -593,13 +616,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     p.add_argument("--case", default=None, help="run this one case here and print its JSON line")
+    p.add_argument(
+        "--saved",
+        action="store_true",
+        help="with --case: the memory autograd keeps for backward in a training pass of the "
+        "case's batch (ours), instead of timing it",
+    )
     p.add_argument("--matmul-rate", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.matmul_rate:
         print(json.dumps(matmul_rate(device=args.device)))
         return 0
-    if (args.authors or args.accuracy) and not args.case:
-        p.error("--authors and --accuracy go with --case")
+    if (args.authors or args.accuracy or args.saved) and not args.case:
+        p.error("--authors, --accuracy and --saved go with --case")
+    if args.saved:
+        print(json.dumps(saved_for_backward(args.case.split("_", 1)[0])))
+        return 0
     if args.accuracy:
         print(json.dumps(accuracy(args.case.split("_", 1)[0], args.precision, args.authors)))
         return 0

@@ -9,8 +9,9 @@ recomputed cheaply (a layer's input and its pre-activation) and recomputing the 
 from it with element-wise passes or small products (radial bases of 16 features):
 
 * `dense`: x @ W.T, optionally followed by the scaled SiLU (keeps x and the pre-activation);
-* `residual_stack`: a chain of `ResidualLayer`; keeps the chain's input and the two
-  pre-activations of every layer (the layers' inputs are recomputed element-wise);
+* `residual_stack`: a chain of `ResidualLayer`; keeps the chain's input (or the
+  pre-activation the chain's input is the activation of) and the two pre-activations of every
+  layer (the layers' inputs are recomputed element-wise);
 * `act_mul_down`: the input side of every triplet / quadruplet interaction,
   act(down(s * act(dense(m))[idx] * (rad @ W_rbf.T))); keeps m and two pre-activations;
 * `edge_to_atom`: s * sum over the edges of each atom of m * (rbf @ W.T);

@@ -47,7 +47,7 @@ def run_sequence(
             act_in = None  # the activation the stack applies to x itself
             if start:  # the leading Dense's bare product; the stack applies its activation
                 x = x if activation is None else activation(x)
-                act_in = layers[0].fused_scale()
+                act_in = layers[0].fused_scale() if x.dim() == 2 else _UNFUSABLE
                 if act_in is None or act_in is _UNFUSABLE:  # no activation, or a bias
                     x, act_in = layers[0](x), None
                 else:
